@@ -72,9 +72,7 @@ def build_space(search: OptimizerSearchSpace, fixed: dict[str, Any] | None = Non
         search.validate()
     except (ValueError, TypeError) as err:
         raise SearchError(str(err)) from None
-    space: dict[str, Any] = {
-        name: hp.uniform(name, *getattr(search, name)) for name in SEARCHED if name != "optimizer"
-    }
+    space: dict[str, Any] = {name: hp.uniform(name, *getattr(search, name)) for name in SEARCHED if name != "optimizer"}
     space["optimizer"] = hp.choice("optimizer", list(search.optimizer))
     space[FIXED_KEY] = dict(fixed or {})
     return space
@@ -95,6 +93,7 @@ def run_trial(
     data_dir: str | Path,
     trials_dir: str | Path,
     overrides: dict[str, Any] | None = None,
+    verbose: int = 0,
     train_fn: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Train one config (``overrides`` then ``params`` applied to ``Config()``); return a hyperopt result dict.
@@ -114,7 +113,7 @@ def run_trial(
         config.validate()
         if train_fn is None:
             from models.training import train as train_fn
-        outcome = train_fn(config, Path(data_dir), trial_dir, verbose=0)
+        outcome = train_fn(config, Path(data_dir), trial_dir, verbose=verbose)
         accuracy = float(outcome.best_public_accuracy)
         if not math.isfinite(accuracy):
             raise FloatingPointError(f"PublicTest accuracy is {accuracy}")
@@ -140,7 +139,11 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
     if "data_dir" not in fixed or "trials_dir" not in fixed:
         raise SearchError(f"objective: the space's {FIXED_KEY!r} entry needs data_dir and trials_dir, got {fixed}")
     return run_trial(
-        params, data_dir=fixed["data_dir"], trials_dir=fixed["trials_dir"], overrides=fixed.get("overrides")
+        params,
+        data_dir=fixed["data_dir"],
+        trials_dir=fixed["trials_dir"],
+        overrides=fixed.get("overrides"),
+        verbose=int(fixed.get("verbose", 0)),
     )
 
 
@@ -414,6 +417,7 @@ def run_search(
     exp_key: str | None = None,
     spark: int | None = None,
     trials_dir: str | Path | None = None,
+    verbose: int = 0,
     objective_fn: Objective | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult:
@@ -422,7 +426,7 @@ def run_search(
     overrides: flat Config fields applied to every trial (model, feature_set, epochs, batch_size, seed, ...).
     base_params: the part of them that belongs in best.json's ``params`` (see :func:`write_best`).
     trials_file: pickled Trials (local and Spark back ends; ignored by Mongo, whose database holds the trials).
-    trials_dir: where trials train (default: ``<out's folder>/trials``).
+    trials_dir: where trials train (default: ``<out's folder>/trials``); verbose: Keras verbosity in a trial.
     objective_fn: replaces :func:`objective` (tests); it receives the space's points, ``FIXED_KEY`` included.
     """
     import numpy as np
@@ -446,9 +450,10 @@ def run_search(
         "data_dir": str(Path(data_dir).resolve()),
         "trials_dir": str(Path(trials_dir or out.parent / "trials").resolve()),
         "overrides": overrides,
+        "verbose": verbose,
     }
     space = build_space(search, fixed)
-    signature = _signature(search, {k: v for k, v in fixed.items() if k != "trials_dir"})
+    signature = _signature(search, {k: v for k, v in fixed.items() if k not in ("trials_dir", "verbose")})
     fn = objective_fn or objective
 
     if mongo:

@@ -1,0 +1,187 @@
+"""Search the optimizer hyperparameters with hyperopt (TPE), scoring each trial by its PublicTest accuracy.
+
+Each trial trains with models.training.train, the function train.py uses, on the converted data directory. The
+trials are pickled to --trials-file after every evaluation: rerun the same command (with a larger --max-evals if you
+like) to continue an interrupted search. Writes --out (best.json, read by `train.py --params`), and next to it
+<stem>_trials.csv (every trial: params, accuracy, seconds, status, error) and <stem>_trials.png.
+
+    # 30 trials of model B, 3 epochs each, trying momentum and adam
+    python optimize_hyperparams.py --data out/fer2013 --max-evals 30 --epochs 3 --optimizers momentum,adam \\
+        --trials-file out/search/trials.pkl --out out/search/best.json
+    python train.py --data out/fer2013 --params out/search/best.json
+
+    # 4 trials at a time on Spark (local[*] without a cluster; use spark-submit --master ... for one)
+    python optimize_hyperparams.py --data out/fer2013 --max-evals 40 --spark 4
+
+    # MongoDB: this process queues trials, workers started with `hyperopt-mongo-worker` train them
+    python optimize_hyperparams.py --data /shared/fer2013 --max-evals 100 \\
+        --mongo mongo://dbhost:27017/fer/jobs --exp-key model-b
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from parameters import FEATURE_SETS, OPTIMIZERS, Config, OptimizerSearchSpace, load_params_file
+
+_RANGES = ("learning_rate", "learning_rate_decay", "optimizer_param", "keep_prob")
+
+
+def _optimizer_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in OPTIMIZERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a comma-separated subset of {','.join(OPTIMIZERS)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from models import available_models
+
+    defaults, space = Config(), OptimizerSearchSpace()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True, help="converted data directory (convert_fer2013.py)")
+    parser.add_argument("--max-evals", type=int, required=True, help="total trials, counting those already done")
+    parser.add_argument(
+        "--trials-file",
+        type=Path,
+        default=Path("out/search/trials.pkl"),
+        help="pickled hyperopt Trials, saved after each trial; reused to resume (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/search/best.json"),
+        help="best trial as train.py --params JSON; CSV and PNG go next to it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--trials-dir", type=Path, default=None, help="where trials train (default: a 'trials' folder next to --out)"
+    )
+    train = parser.add_argument_group("training of every trial")
+    train.add_argument("--model", choices=available_models(), default=defaults.network.model)
+    train.add_argument("--features", choices=list(FEATURE_SETS), default=defaults.dataset.feature_set)
+    train.add_argument("--epochs", type=int, default=defaults.training.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.training.batch_size)
+    train.add_argument("--seed", type=int, default=defaults.training.seed, help="seeds TPE and every trial's training")
+    train.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="JSON of other parameters every trial uses (augment, schedule, ...), as train.py --params",
+    )
+    train.add_argument(
+        "--save-models",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep each trial's trained model in its folder (default: %(default)s)",
+    )
+    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity inside a trial")
+    ranges = parser.add_argument_group("search space (parameters.OptimizerSearchSpace; uniform between MIN and MAX)")
+    for name in _RANGES:
+        low, high = getattr(space, name)
+        ranges.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            nargs=2,
+            metavar=("MIN", "MAX"),
+            default=[low, high],
+            help=f"default: {low} {high}",
+        )
+    ranges.add_argument(
+        "--optimizers",
+        type=_optimizer_list,
+        default=space.optimizer,
+        help=f"comma-separated subset of {','.join(OPTIMIZERS)} (default: {','.join(space.optimizer)})",
+    )
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument(
+        "--mongo",
+        metavar="mongo://HOST:PORT/DB/jobs",
+        default=None,
+        help="queue trials in MongoDB (hyperopt MongoTrials) for hyperopt-mongo-worker processes",
+    )
+    backend.add_argument(
+        "--spark",
+        type=int,
+        metavar="PARALLELISM",
+        default=None,
+        help="run PARALLELISM trials at a time with hyperopt SparkTrials",
+    )
+    parser.add_argument("--exp-key", default=None, help="experiment name in MongoDB (needed with --mongo)")
+    args = parser.parse_args(argv)
+
+    if args.max_evals < 1:
+        parser.error(f"--max-evals {args.max_evals}: must be >= 1")
+    if args.epochs < 1 or args.batch_size < 1:
+        parser.error("--epochs and --batch-size must be >= 1")
+    if args.spark is not None and args.spark < 1:
+        parser.error(f"--spark {args.spark}: parallelism must be >= 1")
+    if args.mongo and not args.exp_key:
+        parser.error("--mongo needs --exp-key NAME (the experiment the trials belong to)")
+    if args.model == "svm":
+        parser.error("--model svm has no optimizer hyperparameters to search; choose a Keras model")
+    if not (args.data / "meta.json").is_file():
+        parser.error(f"--data {args.data}: no meta.json there; convert the csv with convert_fer2013.py first")
+    args.search = OptimizerSearchSpace(
+        **{name: tuple(getattr(args, name)) for name in _RANGES}, optimizer=tuple(args.optimizers)
+    )
+    try:
+        args.search.validate()
+    except ValueError as err:
+        parser.error(str(err))
+    args.base_params = {}
+    if args.params is not None:
+        try:
+            args.base_params = load_params_file(args.params)
+            Config().with_overrides(args.base_params)
+        except ValueError as err:
+            parser.error(f"--params: {err}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from models.search import SearchError, run_search
+
+    base_params = {**args.base_params, "model": args.model, "feature_set": args.features, "batch_size": args.batch_size}
+    overrides = {**base_params, "epochs": args.epochs, "seed": args.seed, "save_model": args.save_models}
+    try:
+        result = run_search(
+            args.search,
+            data_dir=args.data,
+            out=args.out,
+            max_evals=args.max_evals,
+            trials_file=args.trials_file,
+            trials_dir=args.trials_dir,
+            overrides=overrides,
+            base_params=base_params,
+            seed=args.seed,
+            mongo=args.mongo,
+            exp_key=args.exp_key,
+            spark=args.spark,
+            verbose=args.verbose,
+        )
+    except SearchError as err:
+        print(f"optimize_hyperparams.py: error: {err}", file=sys.stderr)
+        return 2
+    n_ok = sum(row["status"] == "ok" for row in result.rows)
+    print(
+        f"{len(result.rows)} trials ({n_ok} ok, {len(result.rows) - n_ok} failed); "
+        f"report: {result.csv_path}, {result.png_path}"
+    )
+    if result.best is None:
+        print("no trial succeeded; see the error column of the CSV", file=sys.stderr)
+        return 1
+    print(
+        f"best PublicTest accuracy {result.best['public_test_accuracy']:.4f} (trial {result.best['tid']}) "
+        f"-> {result.best_path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

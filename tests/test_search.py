@@ -1,0 +1,358 @@
+"""Hyperparameter search (models/search.py, optimize_hyperparams.py).
+
+Fast tests use an injected objective; the end-to-end ones train model A for 1 epoch on ~100 random 48x48 images
+through models.training.train (the function train.py uses). Spark needs Java and pyspark; MongoDB needs a server
+named by HYPEROPT_MONGO_URL (mongo://host:port/db/jobs) and skips without one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parameters import EMOTIONS, OptimizerSearchSpace, load_params_file
+
+REPO = Path(__file__).resolve().parents[1]
+N_PER_SPLIT = {"Training": 64, "PublicTest": 24, "PrivateTest": 12}
+
+
+def write_tiny_converted(root: Path, seed: int = 0) -> Path:
+    """A converted data directory (docs/DESIGN.md layout) of random faces: 100 images, 7 classes, all arrays."""
+    rng = np.random.default_rng(seed)
+    k = len(EMOTIONS)
+    counts = {}
+    for split, n in N_PER_SPLIT.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        labels = rng.integers(0, k, n)
+        np.save(folder / "images.npy", rng.integers(0, 256, (n, 48, 48), dtype=np.uint8))
+        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels])
+        np.save(folder / "landmarks.npy", rng.uniform(0, 47, (n, 68, 2)).astype(np.float32))
+        np.save(folder / "hog_features.npy", rng.random((n, 2592), dtype=np.float32))
+        np.save(folder / "hog_plain.npy", rng.random((n, 72), dtype=np.float32))
+        counts[split] = {name: int((labels == i).sum()) for i, name in enumerate(EMOTIONS)}
+    meta = {
+        "format_version": 1,
+        "class_names": list(EMOTIONS),
+        "expressions": list(range(k)),
+        "expression_mapping": {str(i): i for i in range(k)},
+        "onehot": True,
+        "hog": "windows",
+        "files": ["images", "labels", "landmarks", "hog_features", "hog_plain"],
+        "options": {},
+        "counts": counts,
+        "skipped_rows": [],
+        "source": "synthetic",
+        "source_sha256": "0" * 64,
+        "versions": {"numpy": np.__version__},
+    }
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_converted(tmp_path_factory.mktemp("fer_tiny"))
+
+
+def fake_objective(params: dict) -> dict:
+    """Deterministic stand-in for training: 'accuracy' peaks at learning_rate 0.05, keep_prob 0.9."""
+    accuracy = 1.0 - abs(params["learning_rate"] - 0.05) - abs(params["keep_prob"] - 0.9)
+    return {"status": "ok", "loss": -accuracy, "public_test_accuracy": accuracy, "time_s": 0.0}
+
+
+class CountingObjective:
+    def __init__(self, fail_on: set[int] | None = None) -> None:
+        self.calls: list[dict] = []
+        self.fail_on = fail_on or set()
+
+    def __call__(self, params: dict) -> dict:
+        from models.search import run_trial
+
+        self.calls.append(params)
+        call = len(self.calls)
+
+        class Outcome:
+            best_public_accuracy = fake_objective(params)["public_test_accuracy"]
+
+        def train_fn(config, data_dir, out_dir, *, resume=False, verbose=1):
+            assert config.hyperparams.learning_rate == params["learning_rate"]
+            if call in self.fail_on:
+                raise RuntimeError(f"boom on call {call}")
+            return Outcome()
+
+        fixed = params["fixed"]
+        searched = {k: v for k, v in params.items() if k != "fixed"}
+        return run_trial(
+            searched, data_dir=fixed["data_dir"], trials_dir=fixed["trials_dir"], overrides=fixed["overrides"],
+            train_fn=train_fn,
+        )  # fmt: skip
+
+
+def _search(tmp_path: Path, max_evals: int, objective, name: str = "run", **kwargs):
+    from models.search import run_search
+
+    lines: list[str] = []
+    kwargs.setdefault("search", OptimizerSearchSpace(optimizer=("momentum", "adam")))
+    result = run_search(
+        data_dir=tmp_path / "data", out=tmp_path / name / "best.json", max_evals=max_evals,
+        trials_file=tmp_path / name / "trials.pkl", overrides={"model": "A", "epochs": 1}, base_params={"model": "A"},
+        objective_fn=objective, log=lines.append, **kwargs,
+    )  # fmt: skip
+    return result, lines
+
+
+# ------------------------------------------------------------------------------------------ space and errors
+
+
+def test_space_uses_the_search_space_ranges_and_choices():
+    from hyperopt.pyll.stochastic import sample
+
+    from models.search import FIXED_KEY, build_space
+
+    search = OptimizerSearchSpace(learning_rate=(0.001, 0.002), optimizer=("adam", "rmsprop"))
+    space = build_space(search, {"data_dir": "D"})
+    rng = np.random.default_rng(0)
+    points = [sample(space, rng=rng) for _ in range(50)]
+    assert all(0.001 <= p["learning_rate"] <= 0.002 for p in points)
+    assert all(0.7 <= p["keep_prob"] <= 0.99 for p in points)
+    assert {p["optimizer"] for p in points} == {"adam", "rmsprop"}
+    assert all(p[FIXED_KEY] == {"data_dir": "D"} for p in points)
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (OptimizerSearchSpace(learning_rate=(0.1, 0.01)), "learning_rate: min 0.1 must be below max 0.01"),
+        (OptimizerSearchSpace(keep_prob=(0.5, 1.5)), "keep_prob: (0.5, 1.5) must lie in (0, 1]"),
+        (OptimizerSearchSpace(optimizer=("sgd",)), "unknown ['sgd']"),
+        (OptimizerSearchSpace(optimizer=()), "at least one optimizer"),
+    ],
+)
+def test_bad_space_raises_a_clear_error(search, message):
+    from models.search import SearchError, build_space
+
+    with pytest.raises(SearchError) as err:
+        build_space(search)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--learning-rate", "0.1", "0.01"], "learning_rate: min 0.1 must be below max 0.01"),
+        (["--keep-prob", "0.5", "1.5"], "keep_prob: (0.5, 1.5) must lie in (0, 1]"),
+        (["--optimizers", "momentum,sgd"], "--optimizers"),
+        (["--max-evals", "0"], "--max-evals 0"),
+        (["--mongo", "mongo://localhost:27017/db/jobs"], "--exp-key"),
+        (["--mongo", "mongo://h:1/db/jobs", "--exp-key", "x", "--spark", "2"], "not allowed with"),
+    ],
+)
+def test_main_rejects_bad_values_with_nonzero_exit(tiny_data, tmp_path, capsys, flags, message):
+    import optimize_hyperparams
+
+    argv = ["--data", str(tiny_data), "--max-evals", "2", "--out", str(tmp_path / "best.json"), *flags]
+    with pytest.raises(SystemExit) as exit_info:
+        optimize_hyperparams.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "best.json").exists()
+
+
+def test_bad_mongo_url_is_a_clear_error(tmp_path):
+    from models.search import SearchError
+
+    with pytest.raises(SearchError, match="expected mongo://host:port/db/jobs"):
+        _search(tmp_path, 1, fake_objective, mongo="localhost:27017/db", exp_key="x")
+
+
+# ----------------------------------------------------------------------------- search with a fake objective
+
+
+def test_search_writes_best_csv_png_and_progress(tmp_path):
+    result, lines = _search(tmp_path, 4, fake_objective)
+    assert [r["tid"] for r in result.rows] == [0, 1, 2, 3]
+    best = max(result.rows, key=lambda r: r["public_test_accuracy"])
+    document = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert document["public_test_accuracy"] == pytest.approx(best["public_test_accuracy"])
+    assert document["trial"] == best["tid"]
+    params = load_params_file(tmp_path / "run" / "best.json")  # the shape train.py --params reads
+    assert params["learning_rate"] == pytest.approx(best["learning_rate"])
+    assert params["optimizer"] in ("momentum", "adam") and params["model"] == "A"
+    assert "epochs" not in params
+    with result.csv_path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert float(rows[2]["public_test_accuracy"]) == pytest.approx(result.rows[2]["public_test_accuracy"])
+    assert result.png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(lines) == 4 and lines[3].startswith("trial 4/4, best so far ")
+    assert f"{best['public_test_accuracy']:.4f}" in lines[3]
+
+
+def test_resume_continues_without_rerunning_and_matches_an_uninterrupted_search(tmp_path):
+    first = CountingObjective()
+    _search(tmp_path, 2, first, name="resumed")
+    assert len(first.calls) == 2
+    second = CountingObjective()
+    result, lines = _search(tmp_path, 3, second, name="resumed")
+    assert len(second.calls) == 1, "the first two trials were evaluated again"
+    assert [r["tid"] for r in result.rows] == [0, 1, 2]
+    assert lines[0].startswith("continuing ") and lines[1].startswith("trial 3/3")
+    whole = CountingObjective()
+    uninterrupted, _ = _search(tmp_path, 3, whole, name="whole")
+    for a, b in zip(result.rows, uninterrupted.rows, strict=True):
+        assert a["learning_rate"] == b["learning_rate"] and a["optimizer"] == b["optimizer"]
+    # a third run at the same total trains nothing and still reports
+    third = CountingObjective()
+    again, _ = _search(tmp_path, 3, third, name="resumed")
+    assert third.calls == [] and len(again.rows) == 3 and again.png_path.exists()
+
+
+def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    objective = CountingObjective(fail_on={2})
+    result, lines = _search(tmp_path, 3, objective)
+    assert [r["status"] for r in result.rows] == ["ok", "fail", "ok"]
+    assert result.rows[1]["error"] == "RuntimeError: boom on call 2"
+    assert "FAILED (RuntimeError: boom on call 2)" in lines[1]
+    with result.csv_path.open() as handle:
+        assert list(csv.DictReader(handle))[1]["error"] == "RuntimeError: boom on call 2"
+    stored = pickle.loads((tmp_path / "run" / "trials.pkl").read_bytes())
+    assert stored.trials[1]["result"]["status"] == "fail" and "boom" in stored.trials[1]["result"]["traceback"]
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["trial"] in (0, 2)
+
+
+def test_resume_with_another_space_is_refused(tmp_path):
+    from models.search import SearchError
+
+    _search(tmp_path, 1, fake_objective)
+    with pytest.raises(SearchError, match=r"different search \(space.optimizer"):
+        _search(tmp_path, 2, fake_objective, search=OptimizerSearchSpace(optimizer=("adam", "momentum")))
+
+
+def test_trials_file_is_replaced_atomically_and_corrupt_files_are_reported(tmp_path):
+    from hyperopt import Trials
+
+    from models.search import SearchError, load_trials, save_trials
+
+    path = tmp_path / "t" / "trials.pkl"
+    save_trials(Trials(), path)
+    save_trials(Trials(), path)
+    assert [p.name for p in path.parent.iterdir()] == ["trials.pkl"]
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(SearchError, match="not a readable hyperopt trials file"):
+        load_trials(path)
+
+
+def test_copied_trials_keep_their_ids_so_new_trials_do_not_collide(tmp_path):
+    """What a Spark search does on resume: finished trials go into a fresh Trials object."""
+    from hyperopt import Trials
+
+    from models.search import copy_into, finished_trials
+
+    _search(tmp_path, 2, fake_objective)
+    old = pickle.loads((tmp_path / "run" / "trials.pkl").read_bytes())
+    fresh = Trials()
+    copy_into(finished_trials(old), fresh)
+    assert [t["tid"] for t in fresh.trials] == [0, 1]
+    assert fresh.new_trial_ids(1) == [2]
+
+
+# ------------------------------------------------------------------------- end to end with real training
+
+
+def _main(data: Path, out: Path, *flags: str) -> int:
+    import optimize_hyperparams
+
+    return optimize_hyperparams.main(
+        ["--data", str(data), "--out", str(out / "best.json"), "--trials-file", str(out / "trials.pkl"),
+         "--model", "A", "--features", "raw", "--epochs", "1", "--batch-size", "32", *flags]
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_end_to_end_search_of_three_trials(tiny_data, tmp_path, capsys):
+    assert _main(tiny_data, tmp_path, "--max-evals", "3", "--optimizers", "momentum,adam") == 0
+    printed = capsys.readouterr().out
+    assert "trial 3/3, best so far" in printed
+    rows = list(csv.DictReader((tmp_path / "best_trials.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r["error"] for r in rows]
+    accuracies = [float(r["public_test_accuracy"]) for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in accuracies)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["public_test_accuracy"] == pytest.approx(max(accuracies))
+    assert best["params"]["model"] == "A" and best["params"]["feature_set"] == "raw"
+    assert all(Path(r["trial_dir"]).parent == (tmp_path / "trials").resolve() for r in rows)
+    assert (tmp_path / "best_trials.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_end_to_end_interrupt_after_two_and_resume_to_three(tiny_data, tmp_path, capsys):
+    assert _main(tiny_data, tmp_path, "--max-evals", "2") == 0
+    first = pickle.loads((tmp_path / "trials.pkl").read_bytes())
+    booked = {t["tid"]: t["book_time"] for t in first.trials}
+    assert len(booked) == 2
+    capsys.readouterr()
+    assert _main(tiny_data, tmp_path, "--max-evals", "3") == 0
+    printed = capsys.readouterr().out
+    assert "continuing" in printed and "trial 3/3, best so far" in printed and "trial 1/" not in printed
+    second = pickle.loads((tmp_path / "trials.pkl").read_bytes())
+    assert [t["tid"] for t in second.trials] == [0, 1, 2]
+    assert {t["tid"]: t["book_time"] for t in second.trials[:2]} == booked, "a finished trial was run again"
+    assert all(t["result"]["status"] == "ok" for t in second.trials), [t["result"].get("error") for t in second]
+    assert len(list(csv.DictReader((tmp_path / "best_trials.csv").open()))) == 3
+
+
+def _java_missing() -> str | None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "Spark needs Java (apt-get install default-jre-headless)"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_java_missing() is not None, reason=str(_java_missing()))
+def test_spark_local_search_of_two_trials(tiny_data, tmp_path, capsys):
+    assert _main(tiny_data, tmp_path, "--max-evals", "2", "--spark", "2") == 0
+    printed = capsys.readouterr().out
+    assert "trial 2/2, best so far" in printed
+    rows = list(csv.DictReader((tmp_path / "best_trials.csv").open()))
+    assert [r["tid"] for r in rows] == ["0", "1"]
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    stored = pickle.loads((tmp_path / "trials.pkl").read_bytes())  # a plain Trials, resumable
+    assert type(stored).__name__ == "Trials" and len(stored.trials) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("HYPEROPT_MONGO_URL"),
+    reason="set HYPEROPT_MONGO_URL=mongo://host:port/db/jobs to run the MongoDB search (no server here)",
+)
+def test_mongo_search_with_one_worker(tiny_data, tmp_path, capsys):
+    url = os.environ["HYPEROPT_MONGO_URL"]
+    exp_key = f"test-{os.getpid()}-{tmp_path.name}"
+    worker_cmd = [
+        sys.executable, "-c", "from hyperopt.mongoexp import main_worker; raise SystemExit(main_worker())",
+        f"--mongo={url.removeprefix('mongo://').removesuffix('/jobs')}", f"--exp-key={exp_key}",
+        "--poll-interval=0.5", "--reserve-timeout=60", "--max-jobs=2", f"--workdir={tmp_path / 'worker'}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    worker = subprocess.Popen(worker_cmd, cwd=REPO, env=env)
+    try:
+        assert _main(tiny_data, tmp_path, "--max-evals", "2", "--mongo", url, "--exp-key", exp_key) == 0
+    finally:
+        worker.wait(timeout=120)
+    assert "trial 2/2, best so far" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "best_trials.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
