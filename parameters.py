@@ -84,6 +84,9 @@ class Hyperparams:
     mixup_alpha: float = 0.0  # 0 disables mixup
     augment: bool = False  # random shifts/crops, horizontal flip, small rotation, random erasing
     random_erasing: float = 0.0  # probability of erasing one random rectangle (needs augment)
+    # Baseline `--model svm` (scikit-learn SVC on the feature vector, standardised).
+    svm_kernel: str = "rbf"  # rbf | linear | poly | sigmoid
+    svm_c: float = 1.0  # regularisation strength C
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""Batch augmentation in numpy (cv2 for the warps), deterministic given a ``numpy.random.Generator``.
+
+Geometric augmentation (random shift, small rotation and scale, horizontal flip) moves the 68 landmarks with the
+same affine map and, on a flip, re-indexes them (left eye <-> right eye ...), so it stays correct for the
+``landmarks`` feature set. HOG features cannot follow a warp, so for the HOG feature sets training turns geometric
+augmentation off (with a warning) and keeps only random erasing and mixup.
+
+Landmark coordinates are (x, y) pixel indices in the 48x48 image, so a flip maps x to ``width - 1 - x``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Mirror partner of each of dlib's 68 points (iBUG 300-W order).
+FLIP_PERMUTATION: np.ndarray = np.array(
+    list(range(16, -1, -1))  # jaw 0..16
+    + list(range(26, 21, -1))  # right brow 17..21 <- left brow 26..22
+    + list(range(21, 16, -1))  # left brow 22..26 <- right brow 21..17
+    + [27, 28, 29, 30]  # nose bridge
+    + [35, 34, 33, 32, 31]  # nose bottom
+    + [45, 44, 43, 42, 47, 46]  # right eye 36..41 <- left eye
+    + [39, 38, 37, 36, 41, 40]  # left eye 42..47 <- right eye
+    + [54, 53, 52, 51, 50, 49, 48]  # outer lip top 48..54
+    + [59, 58, 57, 56, 55]  # outer lip bottom 55..59
+    + [64, 63, 62, 61, 60]  # inner lip top 60..64
+    + [67, 66, 65],  # inner lip bottom 65..67
+    dtype=np.int64,
+)
+
+
+def flip_images(images: np.ndarray) -> np.ndarray:
+    """Mirror ``(n, h, w[, 1])`` images left-right."""
+    return images[:, :, ::-1, ...].copy()
+
+
+def flip_landmarks(landmarks: np.ndarray, width: int = 48) -> np.ndarray:
+    """Mirror ``(n, 68, 2)`` (x, y) landmarks of ``width``-wide images and re-index them (returns a new array)."""
+    flipped = landmarks[:, FLIP_PERMUTATION].copy()
+    flipped[..., 0] = (width - 1) - flipped[..., 0]
+    return flipped
+
+
+def flip_features(features: np.ndarray, feature_set: str, width: int = 48) -> np.ndarray:
+    """Mirror a ``(n, 136)`` ``landmarks`` feature matrix (x0, y0, x1, y1, ...). Other sets cannot be mirrored."""
+    if feature_set != "landmarks":
+        raise ValueError(f"cannot mirror {feature_set!r} features (HOG does not follow a flip)")
+    return flip_landmarks(features.reshape(-1, 68, 2), width).reshape(len(features), -1)
+
+
+def random_affine(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    *,
+    max_shift: float = 4.0,
+    max_rotation: float = 10.0,
+    max_scale: float = 0.05,
+    flip: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random shift (pixels), rotation (degrees), scale and horizontal flip of ``(n, h, w)`` float32 images.
+
+    ``landmarks`` ``(n, 68, 2)`` follow the same map. Returns new arrays; borders are reflected.
+    """
+    import cv2
+
+    n, height, width = images.shape[:3]
+    out = np.empty_like(images)
+    moved = None if landmarks is None else np.empty_like(landmarks)
+    center = ((width - 1) / 2.0, (height - 1) / 2.0)
+    angles = rng.uniform(-max_rotation, max_rotation, n)
+    scales = 1.0 + rng.uniform(-max_scale, max_scale, n)
+    shifts = rng.uniform(-max_shift, max_shift, (n, 2))
+    flips = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    for i in range(n):
+        matrix = cv2.getRotationMatrix2D(center, float(angles[i]), float(scales[i]))
+        matrix[:, 2] += shifts[i]
+        if flips[i]:  # flip first (x -> w - 1 - x), then rotate/scale/shift
+            matrix = matrix @ np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        out[i] = cv2.warpAffine(
+            images[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
+        if moved is not None:
+            points = landmarks[i] @ matrix[:, :2].T + matrix[:, 2]
+            moved[i] = points[FLIP_PERMUTATION] if flips[i] else points
+    return out, moved
+
+
+def random_erasing(
+    images: np.ndarray, rng: np.random.Generator, probability: float, *, area: tuple[float, float] = (0.02, 0.2)
+) -> np.ndarray:
+    """Erase one random rectangle (uniform noise 0..255) per image with ``probability`` (Zhong et al. 2017).
+
+    ``images`` ``(n, h, w)`` float32 is modified in place and returned.
+    """
+    n, height, width = images.shape[:3]
+    for i in np.flatnonzero(rng.random(n) < probability):
+        for _ in range(10):  # retry until the rectangle fits
+            target = rng.uniform(*area) * height * width
+            aspect = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3)))
+            h, w = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+            if 0 < h < height and 0 < w < width:
+                y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+                images[i, y : y + h, x : x + w] = rng.uniform(0, 255, (h, w))
+                break
+    return images
+
+
+def mixup(
+    arrays: list[np.ndarray | None], labels: np.ndarray, rng: np.random.Generator, alpha: float
+) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Mix each sample with a random partner of the batch (Zhang et al. 2018), one lambda ~ Beta(alpha, alpha)
+    per batch; ``arrays`` are the inputs (None entries pass through), ``labels`` one-hot/soft ``(n, k)``."""
+    lam = float(rng.beta(alpha, alpha))
+    partner = rng.permutation(len(labels))
+    mixed = [None if a is None else (lam * a + (1 - lam) * a[partner]).astype(a.dtype) for a in arrays]
+    return mixed, (lam * labels + (1 - lam) * labels[partner]).astype(labels.dtype)

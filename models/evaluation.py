@@ -1,0 +1,175 @@
+"""Evaluation: accuracy, per-class precision/recall/F1 and confusion matrix of a saved model on a split.
+
+``evaluate`` works on arrays; ``evaluate_run`` loads ``RUN_DIR/model.keras`` (or ``model.joblib``), checks its
+metadata against the data directory, evaluates PublicTest and PrivateTest and writes::
+
+    RUN_DIR/metrics.json                       private_test_accuracy, public_test_accuracy and the full reports
+    RUN_DIR/confusion_matrix_<split>.png/.json
+    RUN_DIR/classification_report_<split>.txt
+
+PrivateTest is for reporting only: nothing here feeds back into training or model selection.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.training import TrainingError, load_split, model_inputs, read_data_meta
+
+
+def predict_probabilities(model, images: np.ndarray, features: np.ndarray | None, *, batch_size: int = 256):
+    """``(n, n_classes)`` float32 probabilities for ``(n, 48, 48)`` grey images [+ ``(n, d)`` features]."""
+    return np.asarray(model.predict(model_inputs(images, features), batch_size=batch_size, verbose=0), np.float32)
+
+
+def tta_supported(feature_set: str) -> bool:
+    """Flip TTA needs the features to follow the flip: pixels and landmarks do, HOG does not."""
+    return feature_set in ("raw", "landmarks")
+
+
+def evaluate(
+    model,
+    metadata: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    features: np.ndarray | None,
+    *,
+    tta: bool = False,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``(n, 48, 48)`` images with ``(n,)`` int labels [and ``(n, d)`` features].
+
+    ``tta``: average the probabilities of each face and its mirror image (landmarks mirrored too); skipped with a
+    warning for HOG feature sets. Returns ``accuracy``, ``n``, ``class_names``, ``per_class`` {name: precision,
+    recall, f1, support}, ``macro_avg``, ``weighted_avg``, ``confusion_matrix`` (rows true, columns predicted),
+    ``report`` (text) and ``tta`` (whether it was applied).
+    """
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from models.augment import flip_features, flip_images
+
+    class_names = list(metadata["class_names"])
+    k = len(class_names)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise TrainingError(f"labels outside 0..{k - 1} for the model's {k} classes")
+    probabilities = predict_probabilities(model, images, features, batch_size=batch_size)
+    if probabilities.shape != (len(labels), k):
+        raise TrainingError(f"model output {probabilities.shape} does not match {len(labels)} samples x {k} classes")
+    feature_set = metadata.get("feature_set", "raw")
+    applied = False
+    if tta and not tta_supported(feature_set):
+        warnings.warn(f"TTA skipped: {feature_set!r} features cannot be mirrored (HOG)", stacklevel=2)
+    elif tta:
+        mirrored = None if features is None else flip_features(np.asarray(features), feature_set, images.shape[2])
+        probabilities = 0.5 * (probabilities + predict_probabilities(model, flip_images(images), mirrored))
+        applied = True
+    predictions = probabilities.argmax(axis=1)
+    report = classification_report(
+        labels, predictions, labels=list(range(k)), target_names=class_names, output_dict=True, zero_division=0
+    )
+    text = classification_report(
+        labels, predictions, labels=list(range(k)), target_names=class_names, digits=4, zero_division=0
+    )
+    metric_names = ("precision", "recall", "f1-score", "support")
+    return {
+        "accuracy": float(np.mean(predictions == labels)),
+        "n": int(len(labels)),
+        "class_names": class_names,
+        "per_class": {
+            name: {m.replace("-score", ""): float(report[name][m]) for m in metric_names} for name in class_names
+        },
+        "macro_avg": {m.replace("-score", ""): float(report["macro avg"][m]) for m in metric_names},
+        "weighted_avg": {m.replace("-score", ""): float(report["weighted avg"][m]) for m in metric_names},
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=list(range(k))).tolist(),
+        "report": text,
+        "tta": applied,
+    }
+
+
+def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix with counts as a PNG (matplotlib, no global backend)."""
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(1.0 + 0.9 * len(class_names), 0.8 + 0.8 * len(class_names)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, f"{int(matrix[i, j])}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title)
+    fig.savefig(path, dpi=100)
+    return Path(path)
+
+
+def check_compatible(metadata: dict[str, Any], data_meta: dict[str, Any], data_dir: Path, model_path: Path) -> None:
+    """Raise TrainingError when the model's classes differ from the data directory's."""
+    model_classes, data_classes = list(metadata["class_names"]), list(data_meta.get("class_names") or [])
+    if model_classes != data_classes:
+        raise TrainingError(
+            f"classes disagree: {model_path} predicts {model_classes} but {data_dir} holds {data_classes}"
+        )
+
+
+def evaluate_run(
+    model_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    tta: bool = False,
+    splits: tuple[str, ...] = ("PublicTest", "PrivateTest"),
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Evaluate a saved model on ``splits`` of ``data_dir``; write metrics.json etc. to ``out_dir``
+    (default: the model's folder). Returns the metrics dict."""
+    from models.io import load_model
+
+    model_path, data_dir = Path(model_path), Path(data_dir)
+    out_dir = Path(out_dir) if out_dir is not None else model_path.parent
+    data_meta = read_data_meta(data_dir)
+    from models.io import read_metadata
+
+    check_compatible(read_metadata(model_path), data_meta, data_dir, model_path)  # before the slow load
+    model, metadata = load_model(model_path)
+    feature_set = metadata["feature_set"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {"model_path": str(model_path), "data_dir": str(data_dir), "tta": tta}
+    for split in splits:
+        data = load_split(data_dir, split, feature_set, n_classes=len(metadata["class_names"]))
+        if data.features is not None and data.features.shape[1] != metadata["feature_dim"]:
+            raise TrainingError(f"{split}: features have {data.features.shape[1]} columns, model expects "
+                                f"{metadata['feature_dim']}")
+        result = evaluate(model, metadata, data.images, data.labels, data.features, tta=tta)
+        stem = f"confusion_matrix_{split}"
+        (out_dir / f"{stem}.json").write_text(
+            json.dumps({"class_names": result["class_names"], "matrix": result["confusion_matrix"]}, indent=1) + "\n"
+        )
+        plot_confusion_matrix(
+            result["confusion_matrix"], result["class_names"], out_dir / f"{stem}.png",
+            f"{split}: accuracy {result['accuracy']:.2%}",
+        )
+        (out_dir / f"classification_report_{split}.txt").write_text(result["report"])
+        key = "private_test_accuracy" if split == "PrivateTest" else "public_test_accuracy"
+        if split in ("PrivateTest", "PublicTest"):
+            metrics[key] = result["accuracy"]
+        metrics[split] = {k: v for k, v in result.items() if k != "report"}
+        if verbose:
+            print(f"{split}: accuracy {result['accuracy']:.4f} ({result['n']} faces, TTA {result['tta']})")
+            print(result["report"], flush=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics

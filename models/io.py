@@ -1,0 +1,138 @@
+"""Save and load models together with the metadata prediction needs.
+
+A Keras model is ``PATH.keras`` (Keras 3 zip) with ``fer_metadata.json`` added inside the zip and the same JSON
+next to it as ``PATH.meta.json`` (readable without Keras). Loading uses Keras safe mode (no arbitrary code) and
+``compile=False``. The SVM baseline is ``PATH.joblib`` (a pickle: load only files you trust) plus the same sidecar.
+
+Metadata keys (docs/DESIGN.md): ``format_version``, ``model_name``, ``class_names``, ``expressions``,
+``feature_set``, ``feature_dim``, ``input_size`` [48, 48], ``normalisation`` (text), ``config``
+(Config.to_dict()), ``data_sha256``, ``metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METADATA_NAME = "fer_metadata.json"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("class_names", "feature_set", "feature_dim", "model_name")
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unreadable or lacks its metadata."""
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``run/model.keras`` -> ``run/model.meta.json``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.meta.json")
+
+
+def _json_default(value: Any):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(metadata: dict[str, Any]) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, **metadata}, indent=1, default=_json_default)
+
+
+def save_model(model, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write ``model`` with ``metadata`` to ``path`` (``.keras``, or ``.joblib`` for the SVM) atomically.
+
+    Returns the path. The file is written under a temporary name and renamed, so an interrupted save never
+    leaves a truncated model behind.
+    """
+    path = Path(path)
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata lacks {missing}")
+    text = _dumps(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".joblib":
+        import joblib
+
+        tmp = path.with_name(f".{path.stem}.partial.joblib")
+        joblib.dump({"pipeline": model.pipeline, "n_classes": model.n_classes, "metadata": json.loads(text)}, tmp)
+    elif path.suffix == ".keras":
+        tmp = path.with_name(f".{path.stem}.partial.keras")
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(METADATA_NAME, text)
+    else:
+        raise ValueError(f"{path}: model files end in .keras (or .joblib for the svm)")
+    os.replace(tmp, path)
+    sidecar_path(path).write_text(text + "\n")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a saved model without loading its weights (from inside the file, else the sidecar)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    metadata = None
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if METADATA_NAME in archive.namelist():
+                    metadata = json.loads(archive.read(METADATA_NAME))
+        except zipfile.BadZipFile:
+            raise ModelFileError(f"{path}: not a .keras zip archive") from None
+    if metadata is None and sidecar_path(path).is_file():
+        metadata = json.loads(sidecar_path(path).read_text())
+    if metadata is None and path.suffix == ".joblib":
+        import joblib
+
+        metadata = joblib.load(path).get("metadata")
+    if metadata is None:
+        raise ModelFileError(f"{path}: no {METADATA_NAME} inside and no {sidecar_path(path).name} next to it")
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {missing}")
+    return metadata
+
+
+def load_model(path: str | Path):
+    """Load ``(model, metadata)``; Keras models in safe mode, uncompiled (for inference and evaluation)."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    if path.suffix == ".joblib":
+        import joblib
+
+        from models.svm import SvmModel
+
+        blob = joblib.load(path)
+        return SvmModel(blob["pipeline"], blob["n_classes"]), metadata
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # keras raises several types; name the file
+        raise ModelFileError(f"{path}: cannot load the Keras model ({err})") from err
+    refresh_normalization(model)
+    return model, metadata
+
+
+def refresh_normalization(model) -> None:
+    """Make every ``Normalization`` layer use the mean/variance now in its weights.
+
+    Keras's Normalization keeps a tensor copy of its statistics that only ``finalize_state`` refreshes; after
+    ``set_weights`` or assigning the statistics, call this before the model's first (compiled) call.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
