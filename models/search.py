@@ -81,9 +81,9 @@ def build_space(search: OptimizerSearchSpace, fixed: dict[str, Any] | None = Non
 # ----------------------------------------------------------------------------------------------- objective
 
 
-def trial_name(params: dict[str, Any]) -> str:
-    """Folder name of a trial: a digest of its searched values (identical values -> identical folder)."""
-    text = json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True, default=str)
+def trial_name(params: dict[str, Any], overrides: dict[str, Any] | None = None, data_dir: str = "") -> str:
+    """Folder name of a trial: a digest of everything that sets its training (same digest -> same config)."""
+    text = json.dumps([params, overrides or {}, str(data_dir)], sort_keys=True, default=str)
     return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -105,7 +105,7 @@ def run_trial(
     from hyperopt import STATUS_FAIL, STATUS_OK
 
     params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}  # numpy scalars -> JSON
-    trial_dir = Path(trials_dir) / trial_name(params)
+    trial_dir = Path(trials_dir) / trial_name(params, overrides, str(data_dir))
     result: dict[str, Any] = {"params": params, "trial_dir": str(trial_dir)}
     start = time.perf_counter()
     try:
@@ -113,7 +113,9 @@ def run_trial(
         config.validate()
         if train_fn is None:
             from models.training import train as train_fn
-        outcome = train_fn(config, Path(data_dir), trial_dir, verbose=verbose)
+        # resume: a trial interrupted with the search continues from its checkpoint (kept with save_model); the
+        # folder name digests the whole config, so a checkpoint found there is this very trial's.
+        outcome = train_fn(config, Path(data_dir), trial_dir, resume=True, verbose=verbose)
         accuracy = float(outcome.best_public_accuracy)
         if not math.isfinite(accuracy):
             raise FloatingPointError(f"PublicTest accuracy is {accuracy}")
@@ -430,7 +432,7 @@ def run_search(
     objective_fn: replaces :func:`objective` (tests); it receives the space's points, ``FIXED_KEY`` included.
     """
     import numpy as np
-    from hyperopt import fmin, tpe
+    from hyperopt import JOB_STATE_ERROR, tpe
 
     if max_evals < 1:
         raise SearchError(f"max_evals {max_evals} must be >= 1")
@@ -479,6 +481,10 @@ def run_search(
         """Print the new finished trials, persist, and refresh the CSV and best.json."""
         done = finished_trials(current)
         new = [t for t in done if t["tid"] not in reported]
+        for doc in getattr(current, "_dynamic_trials", []):  # Spark tasks that died before the objective returned
+            if doc["state"] == JOB_STATE_ERROR and doc["tid"] not in reported:
+                reported.add(doc["tid"])
+                log(f"trial (tid {doc['tid']}) did not run: {doc['misc'].get('error')}; it will be proposed again")
         if not new:
             return
         if trials_file is not None:
@@ -514,7 +520,7 @@ def run_search(
         if spark or mongo:
             if spark:
                 trials = _spark_trials(spark, trials)
-            fmin(
+            _fmin(
                 fn, space, algo=tpe.suggest, max_evals=max_evals, trials=trials, max_queue_len=spark or 1,
                 rstate=np.random.default_rng([seed, before]), verbose=True,
                 show_progressbar=_progress_factory(lambda: after_trials(trials)),
@@ -524,10 +530,12 @@ def run_search(
             # search proposes exactly what an uninterrupted one would have.
             while len(finished_trials(trials)) < max_evals:
                 n = len(trials.trials)
-                fmin(
+                _fmin(
                     fn, space, algo=tpe.suggest, max_evals=n + 1, trials=trials,
                     rstate=np.random.default_rng([seed, n]), show_progressbar=False, verbose=False,
                 )  # fmt: skip
+                if len(trials.trials) == n:
+                    raise SearchError(f"hyperopt proposed no new trial after {n}")
                 after_trials(trials)
         after_trials(trials)
     rows = trial_rows(trials, space)
@@ -561,6 +569,15 @@ def _write_reports(
     return best
 
 
+def _fmin(fn: Objective, space: dict[str, Any], **kwargs: Any) -> None:
+    """hyperopt.fmin without its return value, which raises AllTrialsFailed when every trial so far failed."""
+    from hyperopt import fmin
+    from hyperopt.exceptions import AllTrialsFailed
+
+    with contextlib.suppress(AllTrialsFailed):
+        fmin(fn, space, return_argmin=False, **kwargs)
+
+
 def _progress_line(k: int, total: int, row: dict[str, Any], best: float | None) -> str:
     values = ", ".join(
         f"{name}={row[name]}" if isinstance(row[name], str) else f"{name}={row[name]:.4g}" for name in SEARCHED
@@ -571,7 +588,7 @@ def _progress_line(k: int, total: int, row: dict[str, Any], best: float | None) 
         outcome = f"FAILED ({row['error'] or row['status']})"
     best_text = "none yet" if best is None else f"{best:.4f}"
     seconds = f" in {row['time_s']:.1f}s" if row["time_s"] is not None else ""
-    return f"trial {k}/{total}, best so far {best_text}: {outcome}{seconds} [{values}]"
+    return f"trial {k}/{total}, best so far {best_text} | {outcome}{seconds} | {values}"
 
 
 def _spark_trials(parallelism: int, previous: Any) -> Any:
@@ -586,10 +603,13 @@ def _spark_trials(parallelism: int, previous: Any) -> Any:
         raise SearchError(f"--spark needs pyspark (pip install pyspark): {err}") from None
     repo_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH", "")) if p)
+    # pyspark starts its Python workers with $PYSPARK_PYTHON (default: whatever "python3" is on PATH, which may
+    # lack hyperopt and TensorFlow); default it to this interpreter. A cluster's own setting wins.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.appName("fer-hyperopt")
         .config("spark.executorEnv.PYTHONPATH", python_path)
-        .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")

@@ -230,6 +230,15 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     assert json.loads((tmp_path / "run" / "best.json").read_text())["trial"] in (0, 2)
 
 
+def test_search_where_every_trial_fails_still_reports(tmp_path):
+    objective = CountingObjective(fail_on={1, 2})
+    result, lines = _search(tmp_path, 2, objective)
+    assert result.best is None and result.best_path is None
+    assert [r["status"] for r in result.rows] == ["fail", "fail"]
+    assert lines[1].startswith("trial 2/2, best so far none yet | FAILED (RuntimeError: boom on call 2)")
+    assert not (tmp_path / "run" / "best.json").exists() and result.csv_path.exists()
+
+
 def test_resume_with_another_space_is_refused(tmp_path):
     from models.search import SearchError
 
