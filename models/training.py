@@ -463,6 +463,11 @@ def _load_state(out_dir: Path, config: Config, class_names: list[str]) -> dict[s
     return state
 
 
+def _seed_generators(model) -> list:
+    """The random-state holders of the model's layers (Dropout), in layer order."""
+    return [layer.seed_generator for layer in model.layers if getattr(layer, "seed_generator", None) is not None]
+
+
 def _scalar_logger(log_dir: Path):
     """A callback writing per-epoch TensorBoard scalars to ``log_dir/{train,validation}``.
 
@@ -513,7 +518,7 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
     state = _load_state(out_dir, config, class_names) if resume else None
     if resume and state is None:
         _log(verbose, f"no checkpoint in {ckpt_dir}: starting a new run")
-    _seed_everything(tr.seed + (state["epoch"] if state else 0))
+    _seed_everything(tr.seed)
 
     model = build_model(config.network.model, n_classes, feature_dim, **hparams_from_config(config))
     best_model = build_model(config.network.model, n_classes, feature_dim, **hparams_from_config(config))
@@ -530,6 +535,8 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         model.optimizer.build(model.trainable_variables)
         model.load_weights(ckpt_dir / "last.keras")  # weights and optimizer state (iterations included)
         refresh_normalization(model)
+        for generator, value in zip(_seed_generators(model), state.get("seed_states", []), strict=False):
+            generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
         initial_epoch = int(state["epoch"])
         _log(verbose, f"resuming {out_dir} after epoch {initial_epoch} (best PublicTest {state['best']:.4f})")
     else:
@@ -572,6 +579,8 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
                 self.model.stop_training = True
                 state["stopped_early"] = True
             state["epoch"] = epoch + 1
+            # Dropout's random state is not part of the .keras weights; keep it so a resume continues exactly.
+            state["seed_states"] = [g.state.numpy().tolist() for g in _seed_generators(self.model)]
             if tr.save_model:  # off (e.g. for hyperparameter trials): no model.keras, no checkpoint, no resume
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt_dir / ".last.partial.keras"

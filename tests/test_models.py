@@ -1,0 +1,204 @@
+"""models/: registry, exact parameter counts of Models A and B, save/load with metadata, SVM, augmentation,
+optimizers and schedules."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from models import available_models, build_model, keras_models
+from parameters import FEATURE_SETS, Config
+
+# Trainable parameters with 7 classes, BN after convs on, after FCs off (issue 3; the tflearn originals).
+PARAMETER_COUNTS = [
+    ("A", "raw", 19_118_407),
+    ("A", "landmarks_hog_windows", 21_988_295),
+    ("B", "raw", 42_325_895),
+    ("B", "landmarks", 42_723_207),
+    ("B", "landmarks_hog", 42_796_935),
+    ("B", "landmarks_hog_windows", 45_377_415),
+]
+
+
+def trainable_parameters(model) -> int:
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+def test_registry_lists_models_and_rejects_unknown_names():
+    names = available_models()
+    assert {"A", "B", "svm"} <= set(names)
+    assert "svm" not in keras_models()
+    with pytest.raises(ValueError, match=r"unknown model 'C'.*'A'.*'B'"):
+        build_model("C", 7)
+    with pytest.raises(ValueError, match="n_classes"):
+        build_model("A", 1)
+
+
+@pytest.mark.parametrize("feature_set", ["raw", "landmarks"])
+@pytest.mark.parametrize("name", keras_models())
+def test_every_keras_model_outputs_probabilities(name, feature_set):
+    from models.training import set_feature_statistics
+
+    dim = FEATURE_SETS[feature_set]
+    model = build_model(name, 5, dim, keep_prob=0.8)
+    assert tuple(model.inputs[0].shape[1:]) == (48, 48, 1) and model.inputs[0].name == "image"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    if dim:
+        features = rng.uniform(0, 48, (4, dim)).astype(np.float32)
+        set_feature_statistics(model, features.mean(0), features.var(0) + 1)
+        out = model([images, features], training=False)
+    else:
+        out = model(images, training=False)
+    out = np.asarray(out)
+    assert out.shape == (4, 5)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    if dim:
+        assert model.get_layer("feature_norm") is not None
+
+
+@pytest.mark.parametrize(("name", "feature_set", "expected"), PARAMETER_COUNTS)
+def test_parameter_counts_match_the_originals(name, feature_set, expected):
+    model = build_model(name, 7, FEATURE_SETS[feature_set])
+    assert trainable_parameters(model) == expected
+
+
+def test_batchnorm_switches_change_the_architecture():
+    plain = trainable_parameters(build_model("A", 7, 0, batchnorm_conv=False))
+    assert plain == 19_118_407 - 2 * (64 + 64 + 128)  # gamma and beta of the three conv BNs
+    with_fc_bn = trainable_parameters(build_model("A", 7, 136, batchnorm_fc=True))
+    without = trainable_parameters(build_model("A", 7, 136))
+    assert with_fc_bn - without == 2 * (1024 + 40 + 1024 + 40)
+
+
+def test_dropout_rate_is_one_minus_keep_prob():
+    import keras
+
+    model = build_model("B", 7, 0, keep_prob=0.7)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == pytest.approx([0.3, 0.3])
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert [(p.pool_size, p.strides, p.padding) for p in pools] == [((3, 3), (2, 2), "same")] * 3
+
+
+def test_save_load_roundtrip_keeps_metadata_and_feature_statistics(tmp_path):
+    from models.io import load_model, read_metadata, save_model, sidecar_path
+    from models.training import set_feature_statistics
+
+    model = build_model("A", 3, 136, keep_prob=0.9)
+    rng = np.random.default_rng(1)
+    features = rng.normal(20, 5, (6, 136)).astype(np.float32)
+    set_feature_statistics(model, features.mean(0), features.var(0))
+    images = rng.integers(0, 256, (6, 48, 48, 1)).astype(np.float32)
+    before = np.asarray(model([images, features], training=False))
+    metadata = {"model_name": "A", "class_names": ["a", "b", "c"], "feature_set": "landmarks", "feature_dim": 136,
+                "metrics": {"public_test_accuracy": np.float32(0.5)}}
+    path = save_model(model, tmp_path / "m.keras", metadata)
+    with zipfile.ZipFile(path) as archive:
+        inside = json.loads(archive.read("fer_metadata.json"))
+    assert inside["class_names"] == ["a", "b", "c"] and inside["format_version"] == 1
+    assert json.loads(sidecar_path(path).read_text()) == inside
+    loaded, meta = load_model(path)
+    assert meta == inside == read_metadata(path)
+    after = np.asarray(loaded([images, features], training=False))
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.get_layer("feature_norm").mean.numpy().ravel(), features.mean(0), rtol=1e-5)
+
+
+def test_save_rejects_incomplete_metadata_and_load_names_bad_files(tmp_path):
+    from models.io import ModelFileError, load_model, save_model
+
+    with pytest.raises(ValueError, match="metadata lacks"):
+        save_model(object(), tmp_path / "m.keras", {"model_name": "A"})
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_model(tmp_path / "absent.keras")
+    (tmp_path / "junk.keras").write_text("not a zip")
+    with pytest.raises(ModelFileError, match="not a .keras zip"):
+        load_model(tmp_path / "junk.keras")
+
+
+def test_svm_pipeline_scores_sum_to_one_and_cover_absent_classes(tmp_path):
+    from models.io import load_model, save_model
+    from models.svm import SvmModel
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 2, 3], 20)  # class 1 absent from training
+    features = rng.normal(0, 1, (60, 136)).astype(np.float32) + labels[:, None]
+    pipeline = build_model("svm", 4, 136, svm_kernel="linear", svm_c=1.0)
+    model = SvmModel(pipeline.fit(features, labels), 4)
+    scores = model.predict([None, features])
+    assert scores.shape == (60, 4)
+    np.testing.assert_allclose(scores.sum(1), 1, atol=1e-5)
+    assert np.mean(scores.argmax(1) == labels) > 0.9
+    assert np.all(scores[:, 1] < 1e-6)
+    path = save_model(model, tmp_path / "svm.joblib", {"model_name": "svm", "class_names": list("abcd"),
+                                                       "feature_set": "landmarks", "feature_dim": 136})
+    loaded, meta = load_model(path)
+    np.testing.assert_allclose(loaded(features), scores)
+    with pytest.raises(ValueError, match="needs a feature vector"):
+        build_model("svm", 4, 0)
+    with pytest.raises(ValueError, match="svm_kernel"):
+        build_model("svm", 4, 136, svm_kernel="cubic")
+
+
+def test_flip_permutation_mirrors_the_68_points():
+    from models.augment import FLIP_PERMUTATION, flip_landmarks
+
+    assert sorted(FLIP_PERMUTATION) == list(range(68))
+    np.testing.assert_array_equal(FLIP_PERMUTATION[FLIP_PERMUTATION], np.arange(68))  # an involution
+    assert FLIP_PERMUTATION[36] == 45 and FLIP_PERMUTATION[48] == 54 and FLIP_PERMUTATION[30] == 30
+    points = np.random.default_rng(0).uniform(0, 47, (2, 68, 2)).astype(np.float32)
+    flipped = flip_landmarks(points)
+    np.testing.assert_allclose(flipped[:, 45, 0], 47 - points[:, 36, 0])
+    np.testing.assert_allclose(flip_landmarks(flipped), points, atol=1e-5)
+
+
+def test_random_affine_moves_landmarks_with_the_image():
+    from models.augment import FLIP_PERMUTATION, random_affine
+
+    rng = np.random.default_rng(3)
+    n = 16
+    landmarks = np.tile(np.array([[12.0, 20.0]], np.float32), (n, 68, 1))
+    landmarks[:, 36] = [30.0, 18.0]  # one distinct point, drawn as a bright blob
+    images = np.zeros((n, 48, 48), np.float32)
+    images[:, 17:20, 29:32] = 255.0
+    out, moved = random_affine(images, rng, landmarks, max_shift=4, max_rotation=10, max_scale=0.05)
+    flipped = 0
+    for i in range(n):
+        y, x = np.unravel_index(out[i].argmax(), out[i].shape)
+        # The blob's point is index 36, or after a flip its mirror partner 45 (then 45 differs from the others).
+        j = 36 if np.allclose(moved[i, 45], moved[i, 0]) else FLIP_PERMUTATION[36]
+        flipped += j == 45
+        assert abs(moved[i, j, 0] - x) <= 1.5 and abs(moved[i, j, 1] - y) <= 1.5
+    assert 0 < flipped < n
+
+
+def test_schedules_and_optimizers_follow_the_config():
+    import keras
+
+    from models.training import make_optimizer, make_schedule
+
+    cfg = Config()
+    schedule = make_schedule(cfg, steps_per_epoch=10)
+    assert float(schedule(50)) == pytest.approx(0.016 * 0.864, rel=1e-5)
+    assert float(schedule(25)) == pytest.approx(0.016 * 0.864**0.5, rel=1e-5)  # continuous, not staircase
+    cosine = make_schedule(cfg.with_overrides({"schedule": "cosine", "warmup_epochs": 1, "epochs": 4}), 10)
+    assert float(cosine(0)) == pytest.approx(0.0) and float(cosine(10)) == pytest.approx(0.016, rel=1e-4)
+    assert float(cosine(40)) < 1e-4
+    onecycle = make_schedule(cfg.with_overrides({"schedule": "onecycle", "epochs": 10}), 10)
+    assert float(onecycle(0)) == pytest.approx(0.016 / 25, rel=1e-4)
+    assert float(onecycle(30)) == pytest.approx(0.016, rel=1e-3) and float(onecycle(100)) < 1e-5
+    expected = {"momentum": (keras.optimizers.SGD, "momentum"), "adam": (keras.optimizers.Adam, "beta_1"),
+                "rmsprop": (keras.optimizers.RMSprop, "rho"), "adadelta": (keras.optimizers.Adadelta, "rho"),
+                "adagrad": (keras.optimizers.Adagrad, None)}
+    for name, (cls, attribute) in expected.items():
+        optimizer = make_optimizer(cfg.with_overrides({"optimizer": name, "optimizer_param": 0.9}), 10)
+        assert isinstance(optimizer, cls)
+        if attribute:
+            assert getattr(optimizer, attribute) == pytest.approx(0.9)
+    decayed = make_optimizer(cfg.with_overrides({"weight_decay": 1e-4}), 10)
+    assert decayed.weight_decay == pytest.approx(1e-4)
