@@ -594,6 +594,7 @@ def _progress_line(k: int, total: int, row: dict[str, Any], best: float | None) 
 def _spark_trials(parallelism: int, previous: Any) -> Any:
     """SparkTrials on the session Spark is configured for (local[*] without a master), holding ``previous``'s
     finished trials. Executors must import this module: the repository root goes on their PYTHONPATH."""
+    import shutil
     import sys
 
     try:
@@ -601,6 +602,8 @@ def _spark_trials(parallelism: int, previous: Any) -> Any:
         from pyspark.sql import SparkSession
     except ImportError as err:
         raise SearchError(f"--spark needs pyspark (pip install pyspark): {err}") from None
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise SearchError("--spark needs Java 17 or newer (Debian: apt-get install default-jre-headless)")
     repo_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH", "")) if p)
     # pyspark starts its Python workers with $PYSPARK_PYTHON (default: whatever "python3" is on PATH, which may

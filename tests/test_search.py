@@ -300,6 +300,11 @@ def test_end_to_end_search_of_three_trials(tiny_data, tmp_path, capsys):
     assert best["public_test_accuracy"] == pytest.approx(max(accuracies))
     assert best["params"]["model"] == "A" and best["params"]["feature_set"] == "raw"
     assert all(Path(r["trial_dir"]).parent == (tmp_path / "trials").resolve() for r in rows)
+    import train  # best.json is what train.py --params reads
+
+    config = train.build_config(train.parse_args(["--data", str(tiny_data), "--params", str(tmp_path / "best.json")]))
+    assert config.hyperparams.learning_rate == best["params"]["learning_rate"]
+    assert (config.network.model, config.dataset.feature_set, config.training.batch_size) == ("A", "raw", 32)
     assert (tmp_path / "best_trials.png").stat().st_size > 1000
 
 
