@@ -1,0 +1,110 @@
+"""Shared test fixtures: tiny synthetic FER2013 csv files and the real data in ../shared.
+
+* ``write_fer_csv(path, rows, ...)``: write rows ``(emotion, pixels (48, 48) uint8 or text, usage)`` as a FER2013
+  csv (either header variant, optionally gzipped).
+* ``synthetic_rows``: the rows of ``synthetic_csv`` (all seven classes in all three splits, random faces).
+* ``synthetic_csv``: that csv written to tmp_path (``emotion,pixels,Usage``).
+* ``shared_dir`` / ``fer_csv_gz``: ``../shared`` and its ``data/fer2013.csv.gz``; the test skips with a reason when
+  absent. Tests using them are marked ``shared`` automatically.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = ROOT.parent / "shared"
+SPLIT_NAMES = ("Training", "PublicTest", "PrivateTest")
+HEADERS = {
+    "fer2013": "emotion,pixels,Usage",  # Kaggle fer2013.csv
+    "icml": "emotion, Usage, pixels",  # icml_face_data.csv (spaces after the commas)
+}
+
+Row = tuple[int | str, "np.ndarray | str", str]
+
+
+def pixels_text(image: np.ndarray | str) -> str:
+    """A (48, 48) uint8 image as the csv's space-separated pixel string (text passes through)."""
+    if isinstance(image, str):
+        return image
+    return " ".join(map(str, np.asarray(image).ravel().tolist()))
+
+
+def write_fer_csv(
+    path: Path, rows: list[Row], *, header: str = "fer2013", compress: bool | None = None,
+    before: Sequence[str] = (), after: Sequence[str] = (),
+) -> Path:
+    """Write a FER2013-format csv; ``header`` is a key of HEADERS or literal header text.
+
+    ``before`` / ``after`` are raw lines placed before the header / after the rows (stray text, blank lines).
+    Gzipped when ``compress`` is True, or when None and the name ends in ``.gz``. Returns ``path``.
+    """
+    header_text = HEADERS.get(header, header)
+    names = [h.strip() for h in header_text.split(",")]
+    sep = ", " if header == "icml" else ","
+    lines = [*before, header_text]
+    for emotion, image, usage in rows:
+        values = {"emotion": str(emotion), "pixels": pixels_text(image), "Usage": usage}
+        lines.append(sep.join(values.get(name, "") for name in names))
+    lines.extend(after)
+    text = "\n".join(lines) + "\n"
+    if compress is None:
+        compress = path.name.endswith(".gz")
+    if compress:
+        with gzip.open(path, "wt") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def make_rows(per_class: tuple[int, int, int] = (2, 1, 1), seed: int = 0) -> list[Row]:
+    """Random faces: ``per_class[i]`` faces of every class 0..6 in split i, classes interleaved in file order."""
+    rng = np.random.default_rng(seed)
+    rows: list[Row] = []
+    for usage, count in zip(SPLIT_NAMES, per_class, strict=True):
+        for _ in range(count):
+            for emotion in range(7):
+                rows.append((emotion, rng.integers(0, 256, (48, 48), dtype=np.uint8), usage))
+    return rows
+
+
+@pytest.fixture
+def synthetic_rows() -> list[Row]:
+    """The rows of ``synthetic_csv``: 2 / 1 / 1 faces per class in Training / PublicTest / PrivateTest (28)."""
+    return make_rows()
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path: Path, synthetic_rows: list[Row]) -> Path:
+    """A tiny fer2013.csv with all seven classes in all three splits (rows: the ``synthetic_rows`` fixture)."""
+    return write_fer_csv(tmp_path / "fer2013.csv", synthetic_rows)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository; skips the test when it is absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"needs the shared data directory {SHARED_DIR} (absent)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def fer_csv_gz(shared_dir: Path) -> Path:
+    """``../shared/data/fer2013.csv.gz`` (35,887 rows; stream it, never copy it); skips when absent."""
+    path = shared_dir / "data" / "fer2013.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"needs {path} (absent)")
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the shared data carry the ``shared`` marker (``-m "not shared"`` deselects them)."""
+    for item in items:
+        if {"shared_dir", "fer_csv_gz"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
