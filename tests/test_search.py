@@ -275,6 +275,26 @@ def test_copied_trials_keep_their_ids_so_new_trials_do_not_collide(tmp_path):
     assert fresh.new_trial_ids(1) == [2]
 
 
+def test_domain_unpickles_on_a_worker_with_the_objective_by_reference(tmp_path):
+    """What MongoTrials stores for hyperopt-mongo-worker: the objective must load by reference from models.search."""
+    from hyperopt.base import Domain
+    from hyperopt.fmin import pickler
+
+    from models.search import build_space, objective
+
+    blob = pickler.dumps(Domain(objective, build_space(OptimizerSearchSpace(), {"data_dir": "/d", "trials_dir": "/t"})))
+    code = (
+        "import sys; from hyperopt.fmin import pickler; d = pickler.loads(sys.stdin.buffer.read()); "
+        "import models.search as m; assert d.fn is m.objective, d.fn; print(d.fn.__module__)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=blob, capture_output=True, cwd=tmp_path, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "models.search"
+
+
 # ------------------------------------------------------------------------- end to end with real training
 
 
@@ -357,16 +377,20 @@ def test_mongo_search_with_one_worker(tiny_data, tmp_path, capsys):
     url = os.environ["HYPEROPT_MONGO_URL"]
     exp_key = f"test-{os.getpid()}-{tmp_path.name}"
     worker_cmd = [
-        sys.executable, "-c", "from hyperopt.mongoexp import main_worker; raise SystemExit(main_worker())",
+        str(Path(sys.executable).parent / "hyperopt-mongo-worker"),  # the command the README documents
         f"--mongo={url.removeprefix('mongo://').removesuffix('/jobs')}", f"--exp-key={exp_key}",
         "--poll-interval=0.5", "--reserve-timeout=60", "--max-jobs=2", f"--workdir={tmp_path / 'worker'}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     worker = subprocess.Popen(worker_cmd, cwd=REPO, env=env)
     try:
-        assert _main(tiny_data, tmp_path, "--max-evals", "2", "--mongo", url, "--exp-key", exp_key) == 0
-    finally:
+        rc = _main(tiny_data, tmp_path, "--max-evals", "2", "--mongo", url, "--exp-key", exp_key)
         worker.wait(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert rc == 0
     assert "trial 2/2, best so far" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "best_trials.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
