@@ -69,17 +69,22 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 class FaceTracker:
-    """Keeps one smoothed probability vector per face across predictions (greedy IoU matching)."""
+    """Keeps one smoothed probability vector per face across predictions (greedy IoU matching).
 
-    def __init__(self, class_names: Sequence[str], smooth: float = 0.6, min_iou: float = 0.3):
+    ``hold_ms``: a face the detector misses stays (box and probabilities frozen) until it has been unseen this
+    long, so a single missed detection does not make the box flicker when predicting on every frame.
+    """
+
+    def __init__(self, class_names: Sequence[str], smooth: float = 0.6, min_iou: float = 0.3, hold_ms: float = 0.0):
         if not 0 <= smooth < 1:
             raise ValueError(f"smooth {smooth} must lie in [0, 1)")
         self.class_names = tuple(class_names)
-        self.smooth, self.min_iou = smooth, min_iou
+        self.smooth, self.min_iou, self.hold_ms = smooth, min_iou, hold_ms
         self.faces: list[FacePrediction] = []  # the current smoothed predictions, drawn on every frame
+        self._seen_ms: list[float] = []  # when each of self.faces was last detected
 
-    def update(self, predictions: Sequence[FacePrediction]) -> list[FacePrediction]:
-        """Match ``predictions`` to the previous faces, smooth, and return (and keep) the smoothed predictions."""
+    def update(self, predictions: Sequence[FacePrediction], now_ms: float = 0.0) -> list[FacePrediction]:
+        """Match ``predictions`` to the previous faces, smooth, and return (and keep) the current faces."""
         pairs = sorted(
             (
                 (box_iou(new.box, old.box), i, j)
@@ -96,16 +101,21 @@ class FaceTracker:
             if i not in match and j not in used:
                 match[i] = j
                 used.add(j)
-        smoothed = []
+        faces, seen = [], []
         for i, new in enumerate(predictions):
             probs = np.array([new.probabilities[c] for c in self.class_names])
             if i in match:
                 old = self.faces[match[i]]
                 previous = np.array([old.probabilities[c] for c in self.class_names])
                 probs = self.smooth * previous + (1 - self.smooth) * probs
-            smoothed.append(make_prediction(new.box, probs, self.class_names, new.face))
-        self.faces = smoothed
-        return smoothed
+            faces.append(make_prediction(new.box, probs, self.class_names, new.face))
+            seen.append(now_ms)
+        for j, old in enumerate(self.faces):
+            if j not in used and now_ms - self._seen_ms[j] <= self.hold_ms:
+                faces.append(old)
+                seen.append(self._seen_ms[j])
+        self.faces, self._seen_ms = faces, seen
+        return faces
 
 
 @dataclass
@@ -139,6 +149,7 @@ def run_video(
     output: str | Path | None = None,
     every_ms: float = 500.0,
     smooth: float = 0.6,
+    hold_ms: float = 200.0,
     max_frames: int | None = None,
     show_confidence: bool = True,
     show_fps: bool = True,
@@ -148,6 +159,7 @@ def run_video(
     """Run the loop until the source ends, ``max_frames`` frames were read, or 'q' is pressed in the window.
 
     ``output``: write every annotated frame to this file (mp4v codec, the source's size and fps).
+    ``hold_ms``: keep showing a face the detector lost for this long (see FaceTracker).
     ``on_prediction(frame_index, smoothed_predictions)`` is called after each prediction (e.g. to print them).
     Raises VideoSourceError for a source that cannot be opened or yields no frame.
     """
@@ -161,7 +173,7 @@ def run_video(
     source_fps = capture.get(cv2.CAP_PROP_FPS)
     if not source_fps or not np.isfinite(source_fps) or source_fps <= 0 or source_fps > 1000:
         source_fps = FALLBACK_FPS
-    tracker = FaceTracker(predictor.class_names, smooth=smooth)
+    tracker = FaceTracker(predictor.class_names, smooth=smooth, hold_ms=hold_ms)
     stats = VideoStats(source_fps=source_fps, output=Path(output) if output else None)
     writer = None
     last_prediction_ms: float | None = None
@@ -174,7 +186,8 @@ def run_video(
                 break
             now_ms = (time.perf_counter() - start) * 1000 if is_camera else stats.frames * 1000 / source_fps
             if last_prediction_ms is None or now_ms - last_prediction_ms >= every_ms:
-                faces = tracker.update(predictor.predict(frame))
+                detected = predictor.predict(frame)
+                faces = tracker.update(detected, now_ms)[: len(detected)]  # held (undetected) faces come last
                 last_prediction_ms = now_ms
                 stats.predictions += 1
                 if on_prediction is not None:

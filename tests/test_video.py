@@ -83,6 +83,11 @@ def test_tracker_smooths_matched_faces_only():
     plain = FaceTracker(CLASSES, smooth=0.0)
     plain.update([make_prediction((0, 0, 100, 100), [1.0, 0.0, 0.0], CLASSES)])
     assert plain.update([make_prediction((0, 0, 100, 100), [0.0, 1.0, 0.0], CLASSES)])[0].emotion == "Happy"
+    # A face missed by the detector is held for hold_ms, then dropped.
+    held = FaceTracker(CLASSES, hold_ms=100)
+    held.update([make_prediction((0, 0, 100, 100), [1.0, 0.0, 0.0], CLASSES)], now_ms=0)
+    assert [f.box for f in held.update([], now_ms=80)] == [(0, 0, 100, 100)]
+    assert held.update([], now_ms=120) == []
     with pytest.raises(ValueError, match="smooth"):
         FaceTracker(CLASSES, smooth=1.0)
 
