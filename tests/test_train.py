@@ -1,0 +1,282 @@
+"""train.py and models.training/evaluation end to end on tiny synthetic converted directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parameters import EMOTIONS
+
+CLASSES = ["Angry", "Happy", "Sad"]
+
+
+def write_converted(
+    root: Path,
+    n: dict[str, int] | None = None,
+    class_names: list[str] | tuple[str, ...] = CLASSES,
+    *,
+    hog: str | None = "windows",
+    landmarks: bool = True,
+    onehot: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A converted directory as docs/DESIGN.md lays it out, with learnable synthetic faces: each class has its own
+    brightness pattern and landmark offset."""
+    n = n or {"Training": 96, "PublicTest": 32, "PrivateTest": 32}
+    rng = np.random.default_rng(seed)
+    k = len(class_names)
+    files = ["images", "labels"] + (["landmarks"] if landmarks else [])
+    if hog == "windows":
+        files += ["hog_features", "hog_plain"]
+    elif hog == "plain":
+        files += ["hog_features"]
+    counts = {}
+    for split, size in n.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        labels = np.arange(size) % k
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, (size, 48, 48))
+        for c in range(k):  # class c: a bright horizontal band at rows 8c..8c+8
+            images[labels == c, 8 * c : 8 * c + 8, :] += 150
+        np.save(folder / "images.npy", images.astype(np.uint8))
+        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels] if onehot else labels.astype(np.int64))
+        if landmarks:
+            points = rng.uniform(5, 42, (size, 68, 2)).astype(np.float32)
+            np.save(folder / "landmarks.npy", points + 4 * labels[:, None, None].astype(np.float32))
+        if hog == "windows":
+            np.save(folder / "hog_features.npy", rng.random((size, 2592), dtype=np.float32))
+            np.save(folder / "hog_plain.npy", rng.random((size, 72), dtype=np.float32))
+        elif hog == "plain":
+            np.save(folder / "hog_features.npy", rng.random((size, 72), dtype=np.float32))
+        counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(class_names)}
+    expressions = [EMOTIONS.index(c) for c in class_names]
+    meta = {
+        "format_version": 1,
+        "class_names": list(class_names),
+        "expressions": expressions,
+        "expression_mapping": {str(e): i for i, e in enumerate(expressions)},
+        "onehot": onehot,
+        "hog": hog,
+        "files": files,
+        "options": {},
+        "counts": counts,
+        "skipped_rows": [],
+        "source": "synthetic",
+        "source_sha256": "0" * 64,
+        "versions": {},
+    }
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def run_main(*args: str | Path) -> int:
+    import train
+
+    return train.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_converted(tmp_path_factory.mktemp("converted"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory) -> Path:
+    """One epoch of Model A on landmarks + sliding-window HOG through train.py, with --evaluate."""
+    out = tmp_path_factory.mktemp("run")
+    rc = run_main("--data", data_dir, "--model", "A", "--features", "landmarks_hog_windows", "--epochs", "1",
+                  "--batch-size", "32", "--out", out, "--evaluate", "--verbose", "0", "--seed", "3")
+    assert rc == 0
+    return out
+
+
+def test_train_writes_the_run_directory(trained_run, data_dir):
+    for name in ("model.keras", "model.meta.json", "history.csv", "learning_curves.png", "config.json",
+                 "checkpoints/last.keras", "checkpoints/state.json", "metrics.json",
+                 "confusion_matrix_PrivateTest.png", "confusion_matrix_PrivateTest.json"):
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "logs" / "validation").iterdir())
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert 0 <= metrics["private_test_accuracy"] <= 1 and 0 <= metrics["public_test_accuracy"] <= 1
+    assert metrics["PrivateTest"]["n"] == 32 and set(metrics["PrivateTest"]["per_class"]) == set(CLASSES)
+    assert sum(map(sum, metrics["PrivateTest"]["confusion_matrix"])) == 32
+    history = (trained_run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and "val_accuracy" in history[0] and len(history) == 2
+    state = json.loads((trained_run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1
+    assert metrics["public_test_accuracy"] == pytest.approx(state["best"])  # saved model = the one selected
+
+
+def test_saved_model_carries_metadata_and_training_statistics(trained_run, data_dir):
+    from models.io import load_model
+
+    model, meta = load_model(trained_run / "model.keras")
+    assert meta["class_names"] == CLASSES and meta["expressions"] == [0, 3, 4]
+    assert meta["feature_set"] == "landmarks_hog_windows" and meta["feature_dim"] == 2728
+    assert meta["input_size"] == [48, 48] and meta["data_sha256"] == "0" * 64
+    assert meta["config"]["network"]["model"] == "A" and meta["config"]["network"]["output_size"] == 3
+    assert "public_test_accuracy" in meta["metrics"]
+    train_features = np.concatenate(
+        [np.load(data_dir / "Training" / "landmarks.npy").reshape(96, -1),
+         np.load(data_dir / "Training" / "hog_features.npy")], axis=1)
+    norm = model.get_layer("feature_norm")
+    np.testing.assert_allclose(np.ravel(norm.mean), train_features.mean(0), rtol=1e-4, atol=1e-4)
+
+
+def test_evaluate_only_matches_and_tta_runs(trained_run, data_dir, tmp_path):
+    before = json.loads((trained_run / "metrics.json").read_text())
+    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
+                  "--out", tmp_path, "--verbose", "0")
+    assert rc == 0
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["private_test_accuracy"] == pytest.approx(before["private_test_accuracy"])
+    with pytest.warns(UserWarning, match="TTA skipped"):
+        rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
+                      "--out", tmp_path, "--tta", "--verbose", "0")
+    assert rc == 0 and json.loads((tmp_path / "metrics.json").read_text())["PrivateTest"]["tta"] is False
+
+
+def test_evaluate_only_refuses_other_classes(trained_run, tmp_path, capsys):
+    other = write_converted(tmp_path / "other", {"PublicTest": 8, "PrivateTest": 8}, ["Angry", "Fear", "Sad"])
+    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", other)
+    assert rc == 2
+    assert "classes disagree" in capsys.readouterr().err
+
+
+def test_missing_feature_arrays_are_a_clear_error(tmp_path, capsys):
+    data = write_converted(tmp_path / "nohog", {"Training": 8, "PublicTest": 8}, hog=None)
+    rc = run_main("--data", data, "--model", "A", "--features", "landmarks_hog_windows", "--out", tmp_path / "r")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "hog" in err and "landmarks_hog_windows" in err
+    no_landmarks = write_converted(tmp_path / "nolm", {"Training": 8, "PublicTest": 8}, hog=None, landmarks=False)
+    assert run_main("--data", no_landmarks, "--features", "landmarks", "--out", tmp_path / "r2") == 2
+    assert "landmarks.npy" in capsys.readouterr().err
+    assert run_main("--data", tmp_path / "absent", "--out", tmp_path / "r3") == 2
+    assert "meta.json" in capsys.readouterr().err
+
+
+def test_bad_arguments_and_params_files(tmp_path, data_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main("--data", data_dir, "--evaluate-only")
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        run_main("--data", data_dir, "--optimizer", "lbfgs")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"learning_rat": 0.1}))
+    assert run_main("--data", data_dir, "--params", bad, "--out", tmp_path / "r") == 2
+    assert "learning_rat" in capsys.readouterr().err
+    wrong_classes = tmp_path / "classes.json"
+    wrong_classes.write_text(json.dumps({"expressions": ["Angry", "Happy"], "epochs": 1}))
+    assert run_main("--data", data_dir, "--params", wrong_classes, "--model", "A", "--features", "raw",
+                    "--out", tmp_path / "r") == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_flags_win_over_params_file(tmp_path, data_dir):
+    import train
+
+    params = tmp_path / "best.json"
+    params.write_text(json.dumps({"params": {"learning_rate": 0.05, "keep_prob": 0.8, "optimizer": "adam"},
+                                  "public_test_accuracy": 0.5}))
+    args = train.parse_args(["--data", str(data_dir), "--params", str(params), "--learning-rate", "0.001",
+                             "--no-augment", "--early-stopping-patience", "3", "--model", "A"])
+    config = train.build_config(args)
+    assert config.hyperparams.learning_rate == 0.001  # flag
+    assert config.hyperparams.keep_prob == 0.8 and config.hyperparams.optimizer == "adam"  # file
+    assert config.hyperparams.augment is False and config.training.early_stopping_patience == 3
+    assert config.network.model == "A" and config.hyperparams.decay_step == 50  # flag, default
+
+
+def test_resume_continues_exactly(tmp_path, data_dir):
+    from models.training import train
+    from parameters import Config
+
+    config = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 2, "batch_size": 48,
+                                      "keep_prob": 0.5, "augment": True})
+    full = train(config, data_dir, tmp_path / "full", verbose=0)
+    train(config.with_overrides({"epochs": 1}), data_dir, tmp_path / "part", verbose=0)
+    resumed = train(config, data_dir, tmp_path / "part", resume=True, verbose=0)
+    assert resumed.epochs_run == full.epochs_run == 2
+    np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=1e-5)
+    rows = (tmp_path / "part" / "history.csv").read_text().splitlines()
+    assert len(rows) == 3  # header + one row per epoch, no duplicates
+
+
+def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
+    from models.training import train
+    from parameters import Config
+
+    config = Config().with_overrides({
+        "model": "A", "feature_set": "raw", "epochs": 4, "batch_size": 48, "optimizer": "adam",
+        "optimizer_param": 0.9, "learning_rate": 1e-12, "schedule": "cosine", "warmup_epochs": 0.5,
+        "weight_decay": 1e-4, "label_smoothing": 0.1, "mixup_alpha": 0.2, "augment": True, "random_erasing": 0.5,
+        "early_stopping_patience": 1, "trunc_trainset_to": 64,
+    })
+    result = train(config, data_dir, tmp_path / "run", verbose=0)
+    # A learning rate of 1e-12 cannot improve PublicTest: patience 1 stops after epoch 2.
+    assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
+    assert all(np.isfinite(result.history["loss"]))
+    assert result.model_path.is_file()
+
+
+def test_batches_depend_only_on_seed_epoch_and_index(data_dir):
+    from models.training import batch_generator, load_split
+    from parameters import Config
+
+    train_data = load_split(data_dir, "Training", "landmarks")
+    config = Config().with_overrides({"epochs": 2, "batch_size": 40, "augment": True, "feature_set": "landmarks"})
+    first = list(batch_generator(train_data, 3, config))
+    again = list(batch_generator(train_data, 3, config))
+    later = list(batch_generator(train_data, 3, config, initial_epoch=1))
+    assert len(first) == 6 and [len(y) for _, y in first[:3]] == [40, 40, 16]
+    for (x1, y1), (x2, y2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x1[0], x2[0])
+        np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(later[0][0][1], first[3][0][1])
+    assert not np.array_equal(first[0][1], first[3][1])  # epochs are shuffled differently
+
+
+def test_svm_baseline_through_main(tmp_path, data_dir, capsys):
+    out = tmp_path / "svm"
+    rc = run_main("--data", data_dir, "--model", "svm", "--features", "landmarks", "--out", out, "--evaluate",
+                  "--verbose", "0", "--svm-kernel", "linear")
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # Class c's landmarks are shifted by 4c pixels: a linear SVM separates the classes.
+    assert metrics["public_test_accuracy"] > 0.9 and (out / "model.meta.json").is_file()
+    assert run_main("--data", data_dir, "--model", "svm", "--features", "raw", "--out", tmp_path / "r") == 2
+    assert "feature vector" in capsys.readouterr().err
+
+
+def test_tta_averages_the_mirrored_face_and_landmarks():
+    from models.augment import flip_landmarks
+    from models.evaluation import evaluate
+
+    class Recorder:
+        """Stands in for a model: remembers its inputs, returns fixed probabilities."""
+
+        def __init__(self):
+            self.calls = []
+
+        def predict(self, inputs, batch_size=None, verbose=0):
+            self.calls.append(inputs)
+            n = len(inputs[0])
+            return np.tile([0.6, 0.4], (n, 1)) if len(self.calls) == 1 else np.tile([0.0, 1.0], (n, 1))
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 48, 48)).astype(np.uint8)
+    landmarks = rng.uniform(0, 47, (4, 68, 2)).astype(np.float32)
+    model = Recorder()
+    meta = {"class_names": ["x", "y"], "feature_set": "landmarks"}
+    result = evaluate(model, meta, images, np.array([1, 1, 1, 0]), landmarks.reshape(4, -1), tta=True)
+    assert result["tta"] and result["accuracy"] == 0.75  # mean (0.3, 0.7) -> class y everywhere
+    mirrored_images, mirrored_features = model.calls[1]
+    np.testing.assert_array_equal(mirrored_images[..., 0], images[:, :, ::-1])
+    np.testing.assert_allclose(mirrored_features, flip_landmarks(landmarks).reshape(4, -1))
+    assert result["confusion_matrix"] == [[0, 1], [0, 3]]
