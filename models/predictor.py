@@ -269,6 +269,13 @@ class FerModelClassifier:
         if self.feature_set != "raw" and self.feature_dim <= 0:
             raise PredictorError(f"model metadata: feature_set {self.feature_set!r} but feature_dim {self.feature_dim}")
         self._extractor = None
+        if "landmarks" in self.feature_set:  # load the 68-point model once, now, so a missing file fails early
+            from data.landmarks import LandmarkExtractor
+
+            try:
+                self._extractor = LandmarkExtractor()
+            except (OSError, ValueError) as err:
+                raise PredictorError(f"the {self.feature_set!r} features need dlib's landmark model: {err}") from err
         self._call = _compiled_call(model)
 
     def _features(self, faces: np.ndarray) -> np.ndarray | None:
@@ -276,10 +283,6 @@ class FerModelClassifier:
             return None
         from data.features import compute_features
 
-        if self._extractor is None and "landmarks" in self.feature_set:
-            from data.landmarks import LandmarkExtractor
-
-            self._extractor = LandmarkExtractor()  # loads the 68-point model once, not per frame
         features = compute_features(faces, self.feature_set, extractor=self._extractor)
         if features is None or features.shape != (len(faces), self.feature_dim):
             got = None if features is None else features.shape

@@ -147,6 +147,7 @@ def test_cli_rejects_bad_flags():
         predict_from_video.parse_args(["--detector", "mtcnn"])
 
 
+@pytest.mark.shared
 @needs_short_video
 def test_short_video_headless_keeps_frame_count(model_path, tmp_path, capsys):
     out = tmp_path / "annotated.mp4"
@@ -164,6 +165,7 @@ def test_short_video_headless_keeps_frame_count(model_path, tmp_path, capsys):
     assert f"{expected_count} frames" in printed
 
 
+@pytest.mark.shared
 @needs_short_video
 def test_short_video_max_frames(model_path, tmp_path):
     stats = run_video(
