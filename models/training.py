@@ -72,73 +72,27 @@ class SplitData:
 
 
 def read_data_meta(data_dir: str | Path) -> dict[str, Any]:
-    """``DIR/meta.json`` (via data.dataset.read_meta when that module is present)."""
-    data_dir = Path(data_dir)
+    """``DIR/meta.json`` of a converted directory (data.dataset.read_meta; TrainingError when absent/bad)."""
+    from data.dataset import read_meta
+
     try:
-        from data.dataset import read_meta
-    except ImportError:
-        read_meta = None
-    if read_meta is not None:
-        return read_meta(data_dir)
-    path = data_dir / "meta.json"
-    if not path.is_file():
-        raise TrainingError(f"{data_dir}: not a converted data directory (no meta.json); run convert_fer2013.py")
-    return json.loads(path.read_text())
-
-
-def _load_split_fallback(data_dir: Path, split: str, feature_set: str) -> SplitData:
-    """Read ``DIR/<split>/*.npy`` as docs/DESIGN.md lays them out (used until data.dataset exists)."""
-    meta = read_data_meta(data_dir)
-    folder = data_dir / split
-
-    def need(name: str) -> np.ndarray:
-        path = folder / f"{name}.npy"
-        if not path.is_file():
-            raise TrainingError(f"{path} is missing (needed by feature set {feature_set!r} for {split})")
-        return np.load(path)
-
-    images = need("images")
-    labels = need("labels")
-    labels = labels.argmax(axis=1).astype(np.int64) if labels.ndim == 2 else labels.astype(np.int64)
-    features = None
-    if feature_set != "raw":
-        parts = [need("landmarks").reshape(len(images), -1)]
-        if feature_set == "landmarks_hog":
-            plain = folder / "hog_plain.npy"
-            if plain.is_file():
-                parts.append(np.load(plain))
-            elif meta.get("hog") == "plain":
-                parts.append(need("hog_features"))
-            else:
-                raise TrainingError(f"{plain} is missing (needed by feature set 'landmarks_hog' for {split})")
-        elif feature_set == "landmarks_hog_windows":
-            if meta.get("hog") != "windows":
-                raise TrainingError(
-                    f"{folder / 'hog_features.npy'} does not hold sliding-window HOG (meta.json hog is "
-                    f"{meta.get('hog')!r}); convert with --hog --hog-windows for 'landmarks_hog_windows'"
-                )
-            parts.append(need("hog_features"))
-        features = np.concatenate(parts, axis=1).astype(np.float32)
-    return SplitData(images, labels, features)
+        return read_meta(Path(data_dir))
+    except FileNotFoundError as err:
+        raise TrainingError(str(err)) from err
 
 
 def load_split(
     data_dir: str | Path, split: str, feature_set: str, *, limit: int = -1, n_classes: int | None = None
 ) -> SplitData:
     """Load one split of a converted directory; ``limit`` >= 0 keeps the first rows (trunc_*set_to)."""
+    from data.dataset import load_converted
+
     data_dir = Path(data_dir)
-    if not (data_dir / split).is_dir():
-        raise TrainingError(f"{data_dir / split}: split {split!r} is absent from the converted data")
     try:
-        from data.dataset import load_converted
-    except ImportError:
-        data = _load_split_fallback(data_dir, split, feature_set)
-    else:
-        try:
-            images, labels, features = load_converted(data_dir, split, feature_set)
-        except FileNotFoundError as err:
-            raise TrainingError(str(err)) from err
-        data = SplitData(np.asarray(images), np.asarray(labels, dtype=np.int64), features)
+        images, labels, features = load_converted(data_dir, split, feature_set)
+    except FileNotFoundError as err:
+        raise TrainingError(str(err)) from err
+    data = SplitData(np.asarray(images), np.asarray(labels, dtype=np.int64), features)
     if data.images.ndim != 3:
         raise TrainingError(f"{data_dir / split}/images.npy: expected (n, h, w), got {data.images.shape}")
     expected_dim = FEATURE_SETS[feature_set]
