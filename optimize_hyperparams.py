@@ -38,7 +38,7 @@ def _optimizer_list(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from models import available_models
+    from models import available_models, is_keras_model
 
     defaults, space = Config(), OptimizerSearchSpace()
     parser = argparse.ArgumentParser(
@@ -61,23 +61,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--trials-dir", type=Path, default=None, help="where trials train (default: a 'trials' folder next to --out)"
     )
-    train = parser.add_argument_group("training of every trial")
-    train.add_argument("--model", choices=available_models(), default=defaults.network.model)
-    train.add_argument("--features", choices=list(FEATURE_SETS), default=defaults.dataset.feature_set)
-    train.add_argument("--epochs", type=int, default=defaults.training.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.training.batch_size)
-    train.add_argument("--seed", type=int, default=defaults.training.seed, help="seeds TPE and every trial's training")
+    train = parser.add_argument_group("training of every trial (parameters.py, then --params, then these flags)")
+    keras_names = [name for name in available_models() if is_keras_model(name)]  # the svm has nothing to tune here
+    train.add_argument("--model", choices=keras_names, default=None, help=f"default: {defaults.network.model}")
+    train.add_argument(
+        "--features", choices=list(FEATURE_SETS), default=None, help=f"default: {defaults.dataset.feature_set}"
+    )
+    train.add_argument("--epochs", type=int, default=None, help=f"default: {defaults.training.epochs}")
+    train.add_argument("--batch-size", type=int, default=None, help=f"default: {defaults.training.batch_size}")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seeds TPE and every trial's training (default: {defaults.training.seed})",
+    )
     train.add_argument(
         "--params",
         type=Path,
         default=None,
-        help="JSON of other parameters every trial uses (augment, schedule, ...), as train.py --params",
+        help="JSON of parameters every trial uses (augment, schedule, ...), as train.py --params",
     )
     train.add_argument(
         "--save-models",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="keep each trial's trained model in its folder (default: %(default)s)",
+        help="keep each trial's model and checkpoint (an interrupted trial then resumes; default: off)",
     )
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity inside a trial")
     ranges = parser.add_argument_group("search space (parameters.OptimizerSearchSpace; uniform between MIN and MAX)")
@@ -116,14 +124,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     if args.max_evals < 1:
         parser.error(f"--max-evals {args.max_evals}: must be >= 1")
-    if args.epochs < 1 or args.batch_size < 1:
-        parser.error("--epochs and --batch-size must be >= 1")
     if args.spark is not None and args.spark < 1:
         parser.error(f"--spark {args.spark}: parallelism must be >= 1")
     if args.mongo and not args.exp_key:
         parser.error("--mongo needs --exp-key NAME (the experiment the trials belong to)")
-    if args.model == "svm":
-        parser.error("--model svm has no optimizer hyperparameters to search; choose a Keras model")
     if not (args.data / "meta.json").is_file():
         parser.error(f"--data {args.data}: no meta.json there; convert the csv with convert_fer2013.py first")
     args.search = OptimizerSearchSpace(
@@ -133,13 +137,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.search.validate()
     except ValueError as err:
         parser.error(str(err))
-    args.base_params = {}
-    if args.params is not None:
-        try:
-            args.base_params = load_params_file(args.params)
-            Config().with_overrides(args.base_params)
-        except ValueError as err:
-            parser.error(f"--params: {err}")
+
+    # What every trial trains with: Config() <- --params file <- flags, as train.py builds its config.
+    try:
+        base = load_params_file(args.params) if args.params is not None else {}
+        named = {
+            "model": args.model,
+            "feature_set": args.features,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "seed": args.seed,
+        }
+        config = Config().with_overrides({**base, **{k: v for k, v in named.items() if v is not None}})
+        config.validate()
+    except ValueError as err:
+        parser.error(f"--params {args.params}: {err}" if args.params is not None else str(err))
+    if not is_keras_model(config.network.model):
+        parser.error(f"model {config.network.model}: no optimizer hyperparameters to search; choose a Keras model")
+    # best.json's params: what the trials shared, without the search's own epochs and seed.
+    shared = {
+        "model": config.network.model,
+        "feature_set": config.dataset.feature_set,
+        "batch_size": config.training.batch_size,
+    }
+    args.base_params = {k: v for k, v in {**base, **shared}.items() if k not in ("epochs", "seed", "save_model")}
+    args.overrides = {
+        **args.base_params,
+        "epochs": config.training.epochs,
+        "seed": config.training.seed,
+        "save_model": args.save_models,
+    }
+    args.seed = config.training.seed
     return args
 
 
@@ -147,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from models.search import SearchError, run_search
 
-    base_params = {**args.base_params, "model": args.model, "feature_set": args.features, "batch_size": args.batch_size}
-    overrides = {**base_params, "epochs": args.epochs, "seed": args.seed, "save_model": args.save_models}
     try:
         result = run_search(
             args.search,
@@ -157,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             max_evals=args.max_evals,
             trials_file=args.trials_file,
             trials_dir=args.trials_dir,
-            overrides=overrides,
-            base_params=base_params,
+            overrides=args.overrides,
+            base_params=args.base_params,
             seed=args.seed,
             mongo=args.mongo,
             exp_key=args.exp_key,

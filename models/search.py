@@ -455,7 +455,11 @@ def run_search(
         "verbose": verbose,
     }
     space = build_space(search, fixed)
-    signature = _signature(search, {k: v for k, v in fixed.items() if k not in ("trials_dir", "verbose")})
+    # what decides a trial's score; where it trains, its verbosity and whether it keeps its model may change
+    signature = _signature(
+        search,
+        {"data_dir": fixed["data_dir"], "overrides": {k: v for k, v in overrides.items() if k != "save_model"}},
+    )
     fn = objective_fn or objective
 
     if mongo:

@@ -155,6 +155,8 @@ def test_bad_space_raises_a_clear_error(search, message):
         (["--max-evals", "0"], "--max-evals 0"),
         (["--mongo", "mongo://localhost:27017/db/jobs"], "--exp-key"),
         (["--mongo", "mongo://h:1/db/jobs", "--exp-key", "x", "--spark", "2"], "not allowed with"),
+        (["--model", "svm"], "invalid choice: 'svm'"),
+        (["--epochs", "0"], "batch_size and epochs must be >= 1"),
     ],
 )
 def test_main_rejects_bad_values_with_nonzero_exit(tiny_data, tmp_path, capsys, flags, message):
@@ -166,6 +168,19 @@ def test_main_rejects_bad_values_with_nonzero_exit(tiny_data, tmp_path, capsys, 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "best.json").exists()
+
+
+def test_params_file_then_flags_set_what_every_trial_trains_with(tiny_data, tmp_path):
+    import optimize_hyperparams
+
+    params = tmp_path / "base.json"
+    params.write_text(json.dumps({"params": {"model": "A", "augment": True, "epochs": 7, "batch_size": 16}}))
+    args = optimize_hyperparams.parse_args(
+        ["--data", str(tiny_data), "--max-evals", "1", "--params", str(params), "--batch-size", "32"]
+    )
+    assert args.overrides["model"] == "A" and args.overrides["augment"] is True  # from the file
+    assert args.overrides["batch_size"] == 32 and args.overrides["epochs"] == 7  # flag wins; file beats default
+    assert "epochs" not in args.base_params and args.base_params["batch_size"] == 32
 
 
 def test_bad_mongo_url_is_a_clear_error(tmp_path):
