@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     except SearchError as err:
         print(f"optimize_hyperparams.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = f"{args.mongo} (exp-key {args.exp_key})" if args.mongo else args.trials_file
+        print(f"\ninterrupted; finished trials are in {where}: rerun the same command to continue", file=sys.stderr)
+        return 130
     n_ok = sum(row["status"] == "ok" for row in result.rows)
     print(
         f"{len(result.rows)} trials ({n_ok} ok, {len(result.rows) - n_ok} failed); "

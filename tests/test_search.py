@@ -232,6 +232,21 @@ def test_resume_continues_without_rerunning_and_matches_an_uninterrupted_search(
     assert third.calls == [] and len(again.rows) == 3 and again.png_path.exists()
 
 
+def test_ctrl_c_during_a_trial_keeps_the_finished_ones(tmp_path):
+    class Interrupted(CountingObjective):
+        def __call__(self, params):
+            if len(self.calls) == 2:
+                raise KeyboardInterrupt
+            return super().__call__(params)
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, 4, Interrupted())
+    assert len(pickle.loads((tmp_path / "run" / "trials.pkl").read_bytes()).trials) == 2
+    objective = CountingObjective()
+    result, _ = _search(tmp_path, 4, objective)
+    assert len(objective.calls) == 2 and [r["tid"] for r in result.rows] == [0, 1, 2, 3]
+
+
 def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     objective = CountingObjective(fail_on={2})
     result, lines = _search(tmp_path, 3, objective)
