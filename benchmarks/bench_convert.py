@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -71,6 +72,13 @@ def ours_convert(csv: Path, n: int | None, workers: int) -> int:
     return sum(sum(c.values()) for c in meta["counts"].values())
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker processes), user + system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -79,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or default_workers()
     print(f"{args.images} faces from {args.csv}; ours with {workers} worker process(es)")
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     n_ref = reference_convert(args.csv, args.images)
-    t_ref = time.perf_counter() - start
-    start = time.perf_counter()
+    t_ref, cpu_ref = time.perf_counter() - start, _cpu_seconds() - cpu
+    start, cpu = time.perf_counter(), _cpu_seconds()
     n_ours = ours_convert(args.csv, args.images, workers)
-    t_ours = time.perf_counter() - start
+    t_ours, cpu_ours = time.perf_counter() - start, _cpu_seconds() - cpu
     if n_ref != n_ours:
         print(f"error: reference converted {n_ref} faces, ours {n_ours}", file=sys.stderr)
         return 1
@@ -94,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
           f"  -> projected {FULL_SIZE / rate_ref:7.1f} s for {FULL_SIZE:,} faces")
     print(f"ours (convert_fer2013, {workers} workers):{' ' * 24}{t_ours:7.2f} s  {rate_ours:8.1f} faces/s"
           f"  -> projected {FULL_SIZE / rate_ours:7.1f} s for {FULL_SIZE:,} faces")
-    print(f"speed-up: {rate_ours / rate_ref:.1f}x")
+    print(f"speed-up: {rate_ours / rate_ref:.1f}x (wall clock)")
+    print(f"CPU time per face: reference {cpu_ref / n_ref * 1e3:.2f} ms, ours {cpu_ours / n_ours * 1e3:.2f} ms "
+          f"(all processes; wall time also depends on other load on the machine)")
     if args.full:
         start = time.perf_counter()
         n_full = ours_convert(args.csv, None, workers)
