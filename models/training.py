@@ -280,13 +280,15 @@ def _write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
 def plot_learning_curves(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
     """Loss and accuracy (Training and PublicTest) per epoch as a PNG (matplotlib, no global backend)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, key, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True):
-        for name, style in ((key, "-"), (f"val_{key}", "--")):
+        for name, style, split in ((key, "-", "Training"), (f"val_{key}", "--", "PublicTest")):
             values = history.get(name)
             if values:
-                ax.plot(range(1, len(values) + 1), values, style, marker="o", label=name.replace("val_", "PublicTest "))
+                ax.plot(range(1, len(values) + 1), values, style, marker="o", label=f"{split} {key}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
