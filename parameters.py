@@ -64,6 +64,7 @@ class Network:
     loss: str = "categorical_crossentropy"
     use_batchnorm_after_conv_layers: bool = True
     use_batchnorm_after_fully_connected_layers: bool = False
+    width: int = 32  # fernet only: channels of the first stage (doubled at each of its three stages)
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,11 @@ class OptimizerSearchSpace:
             low, high = getattr(self, name)
             if not low < high:
                 raise ValueError(f"search space {name}: min {low} must be below max {high}")
-        if not 0 < self.learning_rate[0]:
+        if not self.learning_rate[0] > 0:
             raise ValueError(f"search space learning_rate: min {self.learning_rate[0]} must be > 0")
         for name in ("learning_rate_decay", "optimizer_param", "keep_prob"):
             low, high = getattr(self, name)
-            if not (0 < low and high <= 1):
+            if not (low > 0 and high <= 1):
                 raise ValueError(f"search space {name}: ({low}, {high}) must lie in (0, 1]")
         if not self.optimizer:
             raise ValueError("search space optimizer: give at least one optimizer")

@@ -40,6 +40,7 @@ _EXTRA_FIELDS = (
     ("training", "save_model"),
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),
+    ("network", "width"),
     ("dataset", "trunc_trainset_to"),
     ("dataset", "trunc_validationset_to"),
 )

@@ -1,0 +1,140 @@
+"""Accuracy and speed of our model against the published FER2013 peers, in one run on the shared data.
+
+Evaluates, on PublicTest and PrivateTest of ``../shared/data/fer2013.csv.gz``:
+  * our model (the bundled ``models/pretrained/fer_model.keras`` unless ``--model`` is given), without and with
+    flip test-time augmentation (the mean of the face's and its mirror image's probabilities);
+  * every ``.hdf5`` peer in ``../shared/peers`` (mini-Xception, big-Xception): 64x64 input, ``x/255``, ``(x-0.5)*2``.
+Prints a markdown table (accuracy on both splits, per-class recall on PrivateTest, images/s of the classifier at
+batch 256 on this machine) and writes it with ``--out``.
+
+    python benchmarks/bench_accuracy.py
+    python benchmarks/bench_accuracy.py --model runs/fernet/model.keras --out docs/accuracy.md
+    python benchmarks/bench_accuracy.py --limit 500          # quick look on the first 500 faces of each split
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+from parameters import EMOTIONS  # noqa: E402
+
+SHORT = {"Angry": "Ang", "Disgust": "Dis", "Fear": "Fea", "Happy": "Hap", "Sad": "Sad", "Surprise": "Sur",
+         "Neutral": "Neu"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, default=SHARED / "data" / "fer2013.csv.gz", help="FER2013 csv(.gz)")
+    parser.add_argument("--model", type=Path, default=None, help="our .keras model (default: the bundled one)")
+    parser.add_argument("--peers", type=Path, nargs="*", default=None,
+                        help="peer .hdf5 models (default: every .hdf5 in ../shared/peers)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N faces of each split")
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
+    return parser.parse_args(argv)
+
+
+def predict_all(classifier, faces: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
+    """Probabilities (n, k) for faces (n, s, s) uint8, and images per second of the classifier calls."""
+    classifier(faces[:batch_size])  # trace / warm up outside the clock
+    start = time.perf_counter()
+    probs = np.concatenate([classifier(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)])
+    return probs, len(faces) / (time.perf_counter() - start)
+
+
+def resized(faces: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if faces.shape[1] == size:
+        return faces
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
+
+
+def evaluate(name, classifier, splits, batch_size, tta=False) -> dict:
+    """Accuracy per split, PrivateTest recall per class, images/s (PrivateTest, without TTA time doubling)."""
+    size = getattr(classifier, "input_size", 48)
+    names = list(classifier.class_names)
+    row = {"name": name + (" + flip TTA" if tta else "")}
+    for split_name, split in splits.items():
+        faces = resized(split.images, size)
+        probs, rate = predict_all(classifier, faces, batch_size)
+        if tta:
+            flipped, rate_flip = predict_all(classifier, np.ascontiguousarray(faces[:, :, ::-1]), batch_size)
+            probs = (probs + flipped) / 2
+            rate = 1 / (1 / rate + 1 / rate_flip)
+        # Map the model's classes to FER2013 indices so subsets (e.g. 5 expressions) are scored on their classes.
+        to_fer = np.array([EMOTIONS.index(c) for c in names])
+        keep = np.isin(split.labels, to_fer)
+        predicted = to_fer[probs.argmax(1)]
+        row[split_name] = float((predicted[keep] == split.labels[keep]).mean())
+        if split_name == "PrivateTest":
+            row["rate"] = rate
+            row["recall"] = {EMOTIONS[c]: float((predicted[split.labels == c] == c).mean())
+                             for c in to_fer if (split.labels == c).any()}
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = "| model | PublicTest | PrivateTest | " + " | ".join(SHORT[e] for e in EMOTIONS) + " | images/s |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        recall = " | ".join(f"{100 * r['recall'][e]:.1f}" if e in r["recall"] else "–" for e in EMOTIONS)
+        lines.append(f"| {r['name']} | {100 * r['PublicTest']:.1f} % | {100 * r['PrivateTest']:.1f} % | {recall} | "
+                     f"{r['rate']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.csv.is_file():
+        print(f"error: {args.csv} not found (the shared FER2013 copy lives in ../shared/data)", file=sys.stderr)
+        return 1
+    from data.fer2013 import load_fer2013
+    from models.predictor import FerModelClassifier, PeerClassifier, resolve_model_path
+
+    data = load_fer2013(args.csv)
+    splits = {}
+    for name in ("PublicTest", "PrivateTest"):
+        split = data.splits[name]
+        n = len(split) if args.limit is None else min(args.limit, len(split))
+        splits[name] = type(split)(split.images[:n], split.labels[:n], split.lines[:n])
+    print(f"{args.csv}: PublicTest {len(splits['PublicTest'])}, PrivateTest {len(splits['PrivateTest'])} faces")
+
+    rows = []
+    try:
+        model_path = resolve_model_path(args.model)
+    except Exception as err:  # no bundled model yet: still compare the peers
+        print(f"note: {err}", file=sys.stderr)
+        model_path = None
+    if model_path is not None:
+        from models.io import load_model
+
+        model, metadata = load_model(model_path)
+        ours = FerModelClassifier(model, metadata)
+        label = f"ours: {metadata.get('model_name', '?')} ({model.count_params():,} params, {model_path.name})"
+        rows.append(evaluate(label, ours, splits, args.batch_size))
+        rows.append(evaluate(label, ours, splits, args.batch_size, tta=True))
+    peers = args.peers if args.peers is not None else sorted((SHARED / "peers").glob("*.hdf5"))
+    for path in peers:
+        peer = PeerClassifier(path)
+        rows.append(evaluate(f"peer: {path.stem} ({peer.model.count_params():,} params)", peer, splits,
+                             args.batch_size))
+    text = table(rows)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
