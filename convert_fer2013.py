@@ -5,6 +5,9 @@ Examples:
     python convert_fer2013.py --csv fer2013.csv --out out/small --limit 1000 --overwrite
     python convert_fer2013.py --csv fer2013.csv --out out/five --expressions 0,3,4,5,6 --images-per-label 500
     python convert_fer2013.py --csv icml_face_data.csv --out out/plain --no-hog-windows --no-onehot --jpg
+    # FER+ majority-vote labels (8 classes: FER2013's seven + Contempt) and vote distributions (soft_labels.npy)
+    python convert_fer2013.py --csv ../shared/data/fer2013.csv.gz --ferplus ../shared/data/fer2013new.csv \
+        --out out/ferplus
 
 Writes ``OUT/<Usage>/{images,labels,landmarks,hog_features,hog_plain}.npy`` and ``OUT/meta.json``
 (docs/DESIGN.md). The output appears only when the conversion succeeded.
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from data.convert import ConvertError, ConvertOptions, convert
 from data.fer2013 import Fer2013FormatError
+from data.ferplus import FERPLUS_CLASSES, FerPlusFormatError
 from data.landmarks import default_workers
 from parameters import EMOTIONS
 
@@ -62,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="labels.npy one-hot (n, k) float32; --no-onehot: (n,) int64 (default: on)")
     parser.add_argument("--expressions", type=_expressions, default=None, metavar="0,3,4,5,6",
                         help="keep these labels, relabelled 0..k-1 in the given order "
-                             f"({', '.join(f'{i}={n}' for i, n in enumerate(EMOTIONS))}; default: all)")
+                             f"({', '.join(f'{i}={n}' for i, n in enumerate(EMOTIONS))}, and 7=Contempt with "
+                             "--ferplus; default: all)")
     parser.add_argument("--images-per-label", type=_positive_int, default=None, metavar="N",
                         help="keep at most N faces per class in each split (default: all)")
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -77,16 +82,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="replace OUT if it exists (only once the new conversion is complete)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="tqdm progress bar (default: on)")
-    # Issue 7 adds --ferplus PATH here; it reaches data.convert.convert through its ``extra_arrays`` hook.
+    parser.add_argument("--ferplus", type=Path, default=None, metavar="PATH",
+                        help="FER+ fer2013new.csv (row i = row i of --csv): labels become the FER+ majority vote "
+                             f"over {', '.join(FERPLUS_CLASSES)}; faces with no majority (unknown/NF on top, ties, "
+                             "no votes) are dropped and counted in meta.json")
+    parser.add_argument("--ferplus-soft-labels", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --ferplus: write the vote distributions as soft_labels.npy (n, k) float32 for "
+                             "train.py --soft-labels (default: on)")
     args = parser.parse_args(argv)
     if args.expressions is not None:
-        bad = [e for e in args.expressions if not 0 <= e < len(EMOTIONS)]
+        names = FERPLUS_CLASSES if args.ferplus else EMOTIONS
+        bad = [e for e in args.expressions if not 0 <= e < len(names)]
         if bad:
-            parser.error(f"--expressions: {bad} not in 0..{len(EMOTIONS) - 1}")
+            parser.error(f"--expressions: {bad} not in 0..{len(names) - 1}"
+                         + ("" if args.ferplus else " (7=Contempt needs --ferplus)"))
         if len(set(args.expressions)) != len(args.expressions):
             parser.error(f"--expressions: repeated label in {list(args.expressions)}")
     if not args.csv.is_file():
         parser.error(f"--csv {args.csv}: no such file")
+    if args.ferplus is not None and not args.ferplus.is_file():
+        parser.error(f"--ferplus {args.ferplus}: no such file")
     if args.shape_predictor is not None and not args.shape_predictor.is_file():
         parser.error(f"--shape-predictor {args.shape_predictor}: no such file")
     if args.out.exists() and not args.overwrite:
@@ -111,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         skip_bad_rows=args.skip_bad_rows,
         shape_predictor=str(args.shape_predictor) if args.shape_predictor else None,
         overwrite=args.overwrite,
+        ferplus=str(args.ferplus) if args.ferplus else None,
+        ferplus_soft_labels=args.ferplus_soft_labels,
     )
     try:
         meta = convert(args.csv, args.out, options, progress=args.progress)
-    except (Fer2013FormatError, ConvertError, FileNotFoundError, ValueError) as err:
+    except (Fer2013FormatError, FerPlusFormatError, ConvertError, FileNotFoundError, ValueError) as err:
         print(f"convert_fer2013.py: error: {err}", file=sys.stderr)
         if isinstance(err, Fer2013FormatError) and not args.skip_bad_rows:
             print("(pass --skip-bad-rows to skip malformed rows)", file=sys.stderr)
@@ -124,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {total} faces ({sizes}) to {args.out}")
     if meta["skipped_rows"]:
         print(f"skipped {len(meta['skipped_rows'])} bad rows (listed in {args.out / 'meta.json'})")
+    if meta.get("ferplus"):
+        fp = meta["ferplus"]
+        reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fp["dropped"].items())
+        print(f"FER+ labels: dropped {fp['dropped_total']} of {fp['faces_before']} faces without a majority "
+              f"({reasons}); {fp['excluded_by_expressions']} more outside --expressions")
     return 0
 
 

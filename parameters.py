@@ -100,6 +100,7 @@ class Training:
     save_model: bool = True
     early_stopping_patience: int = 0  # epochs without PublicTest improvement before stopping; 0 = never
     tta: bool = False  # flip test-time augmentation at evaluation
+    soft_labels: bool = False  # fit the FER+ vote distributions (soft_labels.npy, convert --ferplus), not one-hot
 
 
 @dataclass(frozen=True)

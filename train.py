@@ -37,6 +37,7 @@ _CHOICES = {
 _EXTRA_FIELDS = (
     ("training", "early_stopping_patience"),
     ("training", "tta"),
+    ("training", "soft_labels"),
     ("training", "save_model"),
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),

@@ -26,6 +26,7 @@ import numpy as np
 from data.dataset import FORMAT_VERSION
 from data.features import compute_feature_arrays
 from data.fer2013 import Fer2013Data, load_fer2013
+from data.ferplus import FERPLUS_CLASSES, read_ferplus, relabel
 from data.landmarks import LandmarkExtractor, default_shape_predictor_path
 from parameters import EMOTIONS
 
@@ -58,15 +59,27 @@ class ConvertOptions:
     skip_bad_rows: bool = False
     shape_predictor: str | None = None
     overwrite: bool = False
+    ferplus: str | None = None  # fer2013new.csv: labels become the FER+ majority vote over FERPLUS_CLASSES
+    ferplus_soft_labels: bool = True  # with ferplus: also write the vote distributions as soft_labels.npy
+
+    @property
+    def class_names_all(self) -> tuple[str, ...]:
+        """The classes ``expressions`` index: FER2013's seven, or with ``ferplus`` those plus Contempt."""
+        return FERPLUS_CLASSES if self.ferplus else EMOTIONS
 
     def validate(self) -> None:
         """Raise ConvertError naming the first bad option."""
+        names = self.class_names_all
         if self.expressions is not None:
             if not self.expressions:
                 raise ConvertError("--expressions: give at least one label")
-            bad = [e for e in self.expressions if not 0 <= e < len(EMOTIONS)]
+            bad = [e for e in self.expressions if not 0 <= e < len(names)]
             if bad:
-                raise ConvertError(f"--expressions: {bad} not in 0..{len(EMOTIONS) - 1} ({', '.join(EMOTIONS)})")
+                extra = "" if self.ferplus else " (7=Contempt needs --ferplus)"
+                raise ConvertError(
+                    f"--expressions: {bad} not in 0..{len(names) - 1} "
+                    f"({', '.join(f'{i}={n}' for i, n in enumerate(names))}){extra}"
+                )
             if len(set(self.expressions)) != len(self.expressions):
                 raise ConvertError(f"--expressions: repeated label in {list(self.expressions)}")
         if self.images_per_label is not None and self.images_per_label < 1:
@@ -75,6 +88,8 @@ class ConvertOptions:
             raise ConvertError(f"--limit must be >= 1, got {self.limit}")
         if self.workers < 1:
             raise ConvertError(f"--workers must be >= 1, got {self.workers}")
+        if self.expressions is not None and self.ferplus and len(self.expressions) < 2:
+            raise ConvertError("--expressions with --ferplus: keep at least two classes")
 
 
 @dataclass(frozen=True)
@@ -88,10 +103,12 @@ class SelectedSplit:
     rows: np.ndarray
 
 
-def select(data: Fer2013Data, expressions: tuple[int, ...], images_per_label: int | None) -> dict[str, SelectedSplit]:
-    """Keep the faces whose label is in ``expressions`` (relabelled to its position there), at most
+def select(
+    data: Fer2013Data, expressions: tuple[int, ...], images_per_label: int | None, n_labels: int = len(EMOTIONS)
+) -> dict[str, SelectedSplit]:
+    """Keep the faces whose label (0..n_labels-1) is in ``expressions`` (relabelled to its position there), at most
     ``images_per_label`` per class and split (the first ones in file order, as the original converter)."""
-    mapping = np.full(len(EMOTIONS), -1, dtype=np.int64)
+    mapping = np.full(n_labels, -1, dtype=np.int64)
     mapping[list(expressions)] = np.arange(len(expressions))
     selected = {}
     for name, split in data.splits.items():
@@ -175,11 +192,36 @@ def convert(
         shown = ", ".join(str(b.line) for b in data.skipped[:20]) + (" ..." if len(data.skipped) > 20 else "")
         log.warning("skipped %d bad rows (lines %s)", len(data.skipped), shown)
 
-    expressions = tuple(options.expressions) if options.expressions is not None else tuple(range(len(EMOTIONS)))
-    class_names = [EMOTIONS[e] for e in expressions]
-    splits = select(data, expressions, options.images_per_label)
+    all_names = options.class_names_all
+    ferplus_meta = None
+    if options.ferplus:
+        votes = read_ferplus(options.ferplus)
+        relabelled = relabel(data, votes, complete=options.limit is None)
+        n_before = data.n_rows
+        data = relabelled.data
+        ferplus_meta = {
+            "source": str(Path(options.ferplus).resolve()),
+            "source_sha256": sha256_file(Path(options.ferplus)),
+            "rule": "plurality of the 10 annotators' votes; dropped: no votes, unknown/NF on top, tied emotions",
+            "faces_before": n_before,
+            "dropped": relabelled.dropped,
+            "dropped_total": relabelled.n_dropped,
+            "dropped_by_split": relabelled.dropped_by_split,
+            "soft_labels": options.ferplus_soft_labels,
+        }
+        log.info(
+            "FER+ labels: dropped %d of %d faces (%s)", relabelled.n_dropped, n_before,
+            ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in relabelled.dropped.items()),
+        )
+        if options.ferplus_soft_labels:
+            extra_arrays = _with_soft_labels(extra_arrays, relabelled.distributions, options.expressions)
+    expressions = tuple(options.expressions) if options.expressions is not None else tuple(range(len(all_names)))
+    class_names = [all_names[e] for e in expressions]
+    splits = select(data, expressions, options.images_per_label, len(all_names))
     if not splits:
         raise ConvertError(f"{csv}: no faces left with --expressions {list(expressions)}")
+    if ferplus_meta is not None:
+        ferplus_meta["excluded_by_expressions"] = data.n_rows - sum(len(s.labels) for s in splits.values())
 
     kinds = []
     if options.landmarks:
@@ -246,6 +288,8 @@ def convert(
                 for name, s in splits.items()
             },
             "skipped_rows": [{"line": b.line, "reason": b.reason} for b in data.skipped],
+            "label_source": "ferplus" if ferplus_meta else "fer2013",
+            "ferplus": ferplus_meta,
             "source": str(csv.resolve()),
             "source_sha256": sha256_file(csv),
             "versions": library_versions(),
@@ -256,6 +300,24 @@ def convert(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def _with_soft_labels(
+    extra_arrays: ExtraArrays | None, distributions: np.ndarray, expressions: tuple[int, ...] | None
+) -> ExtraArrays:
+    """``extra_arrays`` plus ``soft_labels`` (n, k) float32: the FER+ vote distributions of the kept classes,
+    renormalised to sum to 1 (a kept face's majority class is among them, so the sum is > 0)."""
+
+    def arrays(split: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        out = dict(extra_arrays(split, rows)) if extra_arrays is not None else {}
+        soft = distributions[rows]
+        if expressions is not None:
+            soft = soft[:, list(expressions)]
+            soft = soft / soft.sum(axis=1, keepdims=True)
+        out["soft_labels"] = soft.astype(np.float32)
+        return out
+
+    return arrays
 
 
 def _replace_dir(new: Path, out: Path) -> None:

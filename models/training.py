@@ -64,11 +64,13 @@ class TrainResult:
 
 @dataclass
 class SplitData:
-    """One split: images (n, 48, 48) uint8, labels (n,) int64, features (n, d) float32 or None."""
+    """One split: images (n, 48, 48) uint8, labels (n,) int64, features (n, d) float32 or None, and with
+    ``soft_labels`` the (n, k) float32 FER+ vote distributions."""
 
     images: np.ndarray
     labels: np.ndarray
     features: np.ndarray | None
+    soft_labels: np.ndarray | None = None
 
 
 def read_data_meta(data_dir: str | Path) -> dict[str, Any]:
@@ -81,10 +83,33 @@ def read_data_meta(data_dir: str | Path) -> dict[str, Any]:
         raise TrainingError(str(err)) from err
 
 
+def load_soft_labels(data_dir: str | Path, split: str, n: int, n_classes: int) -> np.ndarray:
+    """``DIR/<split>/soft_labels.npy`` (n, k) float32, checked; TrainingError saying how to make it when absent."""
+    path = Path(data_dir) / split / "soft_labels.npy"
+    if not path.is_file():
+        raise TrainingError(
+            f"{path} is missing: soft labels (--soft-labels) are the FER+ vote distributions; convert with "
+            "convert_fer2013.py --ferplus PATH/fer2013new.csv (soft labels are written by default)"
+        )
+    soft = np.load(path).astype(np.float32, copy=False)
+    if soft.shape != (n, n_classes):
+        raise TrainingError(f"{path}: shape {soft.shape}, expected ({n}, {n_classes}): faces x classes")
+    if not np.allclose(soft.sum(axis=1), 1.0, atol=1e-4) or soft.min() < 0:
+        raise TrainingError(f"{path}: rows must be probability distributions (>= 0, summing to 1)")
+    return soft
+
+
 def load_split(
-    data_dir: str | Path, split: str, feature_set: str, *, limit: int = -1, n_classes: int | None = None
+    data_dir: str | Path,
+    split: str,
+    feature_set: str,
+    *,
+    limit: int = -1,
+    n_classes: int | None = None,
+    soft_labels: bool = False,
 ) -> SplitData:
-    """Load one split of a converted directory; ``limit`` >= 0 keeps the first rows (trunc_*set_to)."""
+    """Load one split of a converted directory; ``limit`` >= 0 keeps the first rows (trunc_*set_to);
+    ``soft_labels`` also loads ``soft_labels.npy`` (needs ``n_classes``)."""
     from data.dataset import load_converted
 
     data_dir = Path(data_dir)
@@ -103,9 +128,14 @@ def load_split(
         )
     if n_classes is not None and len(data.labels) and (data.labels.min() < 0 or data.labels.max() >= n_classes):
         raise TrainingError(f"{data_dir / split}/labels.npy: labels outside 0..{n_classes - 1}")
+    if soft_labels:
+        if n_classes is None:
+            raise ValueError("load_split(soft_labels=True) needs n_classes")
+        data.soft_labels = load_soft_labels(data_dir, split, len(data.labels), n_classes)
     if limit >= 0:
         features = None if data.features is None else data.features[:limit]
-        data = SplitData(data.images[:limit], data.labels[:limit], features)
+        soft = None if data.soft_labels is None else data.soft_labels[:limit]
+        data = SplitData(data.images[:limit], data.labels[:limit], features, soft)
     if len(data.labels) == 0:
         raise TrainingError(f"{data_dir / split}: no samples")
     return data
@@ -192,7 +222,8 @@ def batch_generator(
             rng = np.random.default_rng([tr.seed, epoch, b])
             images = train.images[index].astype(np.float32)
             features = None if train.features is None else train.features[index]
-            targets = eye[train.labels[index]]
+            # FER+ vote distributions (cross-entropy against soft targets) or one-hot majority labels
+            targets = train.soft_labels[index] if train.soft_labels is not None else eye[train.labels[index]]
             if hp.augment:
                 if geometric:
                     landmarks = features.reshape(-1, 68, 2) if landmark_features else None
@@ -324,7 +355,7 @@ def build_metadata(
 
 def _prepare(config: Config, data_dir: Path):
     config.validate()
-    from models import available_models
+    from models import available_models, is_keras_model
 
     if config.network.model not in available_models():
         raise TrainingError(f"unknown model {config.network.model!r}; choose from {available_models()}")
@@ -332,7 +363,12 @@ def _prepare(config: Config, data_dir: Path):
     class_names = resolve_classes(config, data_meta)
     config = config.with_overrides({"expressions": class_names, "output_size": len(class_names)})
     fs, ds = config.dataset.feature_set, config.dataset
-    train_data = load_split(data_dir, "Training", fs, limit=ds.trunc_trainset_to, n_classes=len(class_names))
+    soft = config.training.soft_labels
+    if soft and not is_keras_model(config.network.model):
+        raise TrainingError(f"--soft-labels needs a Keras model, not {config.network.model!r}")
+    train_data = load_split(
+        data_dir, "Training", fs, limit=ds.trunc_trainset_to, n_classes=len(class_names), soft_labels=soft
+    )
     public = load_split(data_dir, "PublicTest", fs, limit=ds.trunc_validationset_to, n_classes=len(class_names))
     size = config.network.input_size
     if train_data.images.shape[1:] != (size, size):
