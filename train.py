@@ -13,6 +13,12 @@
     python train.py --data out/fer2013 --model svm --features landmarks_hog --out runs/svm --evaluate
     # evaluate a saved model on PrivateTest (and PublicTest): metrics.json, confusion matrix, per-class report
     python train.py --evaluate-only --model-path runs/b/model.keras --data out/fer2013 [--tta]
+    # evaluate on photos: DIR/<class>/*.jpg (happy/, Sad/, anger/ ...) through predict.py's face pipeline
+    python train.py --evaluate-only --model-path runs/b/model.keras --images-dir photos/ [--detector haar] [--out DIR]
+    # FER+ (convert_fer2013.py --ferplus) fitting the annotators' vote distributions
+    python train.py --data out/ferplus --model B --soft-labels --out runs/ferplus_b --evaluate
+    # export for deployment: runs/b/model.onnx (or .tflite) + model.onnx.meta.json (class names, feature set)
+    python train.py --export onnx --model-path runs/b/model.keras [--export-path deploy/fer.onnx]
 
 A run directory holds model.keras (best on PublicTest, with its metadata), checkpoints/, history.csv,
 learning_curves.png, logs/ (TensorBoard) and, after evaluation, metrics.json and confusion_matrix_*.png/json.
@@ -61,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, required=True, help="converted directory (convert_fer2013.py --out)")
+    parser.add_argument("--data", type=Path,
+                        help="converted directory (convert_fer2013.py --out); not needed with --images-dir/--export")
     parser.add_argument("--model", choices=available_models(), help="architecture (default: Config's, B)")
     parser.add_argument("--features", choices=list(FEATURE_SETS), help="feature set (default landmarks_hog_windows)")
     parser.add_argument("--epochs", type=int, help="epochs (default 13)")
@@ -73,7 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
                         help="after training, evaluate the best model on PublicTest and PrivateTest")
     parser.add_argument("--evaluate-only", action="store_true", help="only evaluate --model-path on --data")
-    parser.add_argument("--model-path", type=Path, help="saved model for --evaluate-only (RUN_DIR/model.keras)")
+    parser.add_argument("--model-path", type=Path,
+                        help="saved model for --evaluate-only / --export (RUN_DIR/model.keras)")
+    parser.add_argument("--images-dir", type=Path,
+                        help="with --evaluate-only: a folder of labelled photos, one subfolder per class")
+    parser.add_argument("--detector", choices=["dlib", "haar"], default="dlib",
+                        help="face detector for --images-dir (default dlib)")
+    parser.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=False,
+                        help="with --images-dir: each image is already a face crop (no detection)")
+    parser.add_argument("--export", choices=["onnx", "tflite"], help="export --model-path to ONNX or TFLite")
+    parser.add_argument("--export-path", type=Path, help="exported file (default: the model's path, new suffix)")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                         help="0 quiet, 1 progress bar (default), 2 one line per epoch")
     group = parser.add_argument_group("hyperparameters (default: parameters.py, then --params, then these)")
@@ -88,10 +104,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             group.add_argument(flag, dest=f.name, type=type(default), choices=_CHOICES.get(f.name), default=None,
                                help=help_text)
     args = parser.parse_args(argv)
-    if args.evaluate_only and args.model_path is None:
-        parser.error("--evaluate-only needs --model-path")
-    if args.model_path is not None and not args.evaluate_only:
-        parser.error("--model-path goes with --evaluate-only")
+    if args.export and args.evaluate_only:
+        parser.error("--export and --evaluate-only are separate commands")
+    if (args.evaluate_only or args.export) and args.model_path is None:
+        parser.error(f"{'--export' if args.export else '--evaluate-only'} needs --model-path")
+    if args.model_path is not None and not (args.evaluate_only or args.export):
+        parser.error("--model-path goes with --evaluate-only or --export")
+    if args.images_dir is not None and not args.evaluate_only:
+        parser.error("--images-dir goes with --evaluate-only")
+    if args.export_path is not None and not args.export:
+        parser.error("--export-path goes with --export")
+    if args.data is None and not (args.export or args.images_dir is not None):
+        parser.error("--data is required (the converted directory), except with --export or --images-dir")
     if args.resume and args.out is None:
         parser.error("--resume needs --out (the run directory to continue)")
     return args
@@ -114,9 +138,25 @@ def build_config(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from models.io import ModelFileError
+    from models.predictor import PredictorError
     from models.training import TrainingError
 
     try:
+        if args.export:
+            from models.export import export_model, export_sidecar_path
+
+            path = export_model(args.model_path, args.export, args.export_path)
+            print(f"exported {args.model_path} to {path} (metadata: {export_sidecar_path(path)})")
+            return 0
+        if args.evaluate_only and args.images_dir is not None:
+            from models.folder_eval import evaluate_folder_run
+
+            metrics = evaluate_folder_run(args.model_path, args.images_dir, args.out, detector=args.detector,
+                                          assume_face=args.assume_face, verbose=args.verbose)
+            out = args.out or args.model_path.parent
+            print(f"accuracy {metrics['accuracy']:.4f} on {metrics['n_images']} images "
+                  f"({metrics['n_no_face']} without a face); metrics: {out / 'folder_metrics.json'}")
+            return 0
         if args.evaluate_only:
             from models.evaluation import evaluate_run
 
@@ -140,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_run(result.model_path, args.data, out, tta=config.training.tta, verbose=args.verbose)
             print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {out / 'metrics.json'})")
         return 0
-    except (TrainingError, ModelFileError, ValueError, FileNotFoundError) as err:
+    except (TrainingError, ModelFileError, PredictorError, ValueError, FileNotFoundError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
 

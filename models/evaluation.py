@@ -92,22 +92,30 @@ def evaluate(
     }
 
 
-def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix with counts as a PNG (matplotlib, no global backend)."""
+def plot_confusion_matrix(
+    matrix, class_names: list[str], path: str | Path, title: str = "", *, column_names: list[str] | None = None
+) -> Path:
+    """Row-normalised confusion matrix with counts as a PNG (matplotlib, no global backend).
+
+    ``column_names``: labels of the predicted columns when they differ from the rows (e.g. an extra "no face").
+    """
     from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix, dtype=np.float64)
+    columns = list(column_names) if column_names is not None else list(class_names)
+    if matrix.shape != (len(class_names), len(columns)):
+        raise ValueError(f"confusion matrix {matrix.shape} does not match {len(class_names)} x {len(columns)} names")
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(1.0 + 0.9 * len(class_names), 0.8 + 0.8 * len(class_names)), layout="constrained")
+    fig = Figure(figsize=(1.0 + 0.9 * len(columns), 0.8 + 0.8 * len(class_names)), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in ticks:
-        for j in ticks:
+        for j in range(len(columns)):
             ax.text(j, i, f"{int(matrix[i, j])}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
