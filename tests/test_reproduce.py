@@ -1,0 +1,59 @@
+"""benchmarks/reproduce_table.py: the grid, a tiny end-to-end run, the CSV/markdown and resuming finished cells."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, make_rows, write_fer_csv
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce_table", ROOT / "benchmarks" / "reproduce_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_and_only(reproduce, tmp_path, capsys):
+    cells = reproduce.grid(batchnorm_ablation=False, ferplus=True)
+    ids = [c.id for c in cells]
+    assert len(ids) == len(set(ids)) == 2 * (3 + 2 * 4) + 2
+    assert "fer5:svm:raw:-" not in ids and "fer5:svm:landmarks:-" in ids and "ferplus:fernet:raw:bn" in ids
+    assert len(reproduce.grid(batchnorm_ablation=True, ferplus=False)) == 2 * (3 + 4 * 4)
+    assert [c.id for c in reproduce.select_cells(cells, "fer7:B:*,fer5:A:raw:bn")] == [
+        "fer5:A:raw:bn", "fer7:B:raw:bn", "fer7:B:landmarks:bn", "fer7:B:landmarks_hog:bn",
+        "fer7:B:landmarks_hog_windows:bn"]
+    with pytest.raises(SystemExit, match="matches no cell"):
+        reproduce.select_cells(cells, "fer9:*")
+
+
+def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, capsys):
+    csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((4, 2, 2), seed=3))
+    common = ["--csv", str(csv_path), "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path / "out"),
+              "--epochs", "1", "--no-ferplus-cells", "--verbose", "0"]
+    assert reproduce.main([*common, "--only", "fer5:svm:landmarks:-,fer5:A:raw:bn"]) == 0
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["cell"] for r in rows] == ["fer5:A:raw:bn", "fer5:svm:landmarks:-"]  # grid order
+    assert all(0 <= float(r["private_test_accuracy"]) <= 1 and r["n_classes"] == "5" for r in rows)
+    assert rows[0]["epochs"] == "1" and rows[0]["n_train"] == "20" and rows[1]["svm_kernel"]
+    markdown = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "| CNN on raw pixels | – | " in markdown and "(72.4 %)" in markdown and "not run" in markdown
+    assert "hardware:" in markdown and "--only" in markdown
+    capsys.readouterr()
+
+    # a second run skips the finished cells and runs only the new one
+    assert reproduce.main([*common, "--only", "fer5:*:raw:*,fer5:svm:landmarks:-,fer7:svm:landmarks_hog:-"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 already in" in printed and "2 to run" in printed
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        cells = [r["cell"] for r in csv.DictReader(handle)]
+    assert cells == ["fer5:A:raw:bn", "fer5:svm:landmarks:-", "fer5:B:raw:bn", "fer7:svm:landmarks_hog:-"]
+    assert (tmp_path / "work" / "data" / "fer7" / "meta.json").is_file()
+    assert "## 7 expressions" in (tmp_path / "out" / "RESULTS.md").read_text()
