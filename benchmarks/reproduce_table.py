@@ -18,12 +18,12 @@ the original numbers, with hardware, wall time and the command) and results.csv 
     python benchmarks/reproduce_table.py --epochs 1 --limit 600 --work-dir /tmp/rt --out-dir /tmp/rt
 
 SVM cells use models.svm (StandardScaler -> scikit-learn SVC), RBF kernel by default as the original. Measured on
-this project's shared 2-core CPU (busy with two trainings) with 2,728 landmarks + sliding-window HOG features:
-2,000 Training faces fit in 3.3 s and predict the 3,589 PublicTest faces in 14 s. SVC fitting grows about
-quadratically and prediction linearly with the training set, so a full 28,709-face cell is about 10-15 min of fit
-plus ~3 min per evaluated split: well under an hour per cell, so the RBF kernel stays the default. A linear-time
-alternative (LinearSVC, primal) was slower here at this size (16 s fit at 2,000 faces) and less accurate
-(35.6 % vs 42.9 % PublicTest, 7 classes), so it is not offered.
+this project's 2-core CPU with 2,728 landmarks + sliding-window HOG features, 7 classes (single-threaded BLAS):
+2,000 Training faces: fit 3.3 s, predict 3,589 PublicTest faces 14 s (PublicTest 42.9 %); 4,000 faces (CPU shared
+with a smoke run, so ~2-3x inflated): fit 43 s, predict 80 s (45.6 %). Extrapolated to 28,709 faces (fit ~n^2,
+predict ~n): ~15 min fit, ~3 min per 3,589-face split, and ~25 min for the Training accuracy that
+models.training reports, i.e. roughly 45-60 min per SVM cell, ~5 h for the six. LinearSVC (primal) was not faster
+at these sizes (16 s / 121 s fit) and less accurate (35.6 % / 37.2 %), so RBF stays the default.
 """
 
 from __future__ import annotations
