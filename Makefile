@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FER_CSV ?= ../shared/data/fer2013.csv.gz
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo convert-demo test lint clean
 
 setup: $(VENV)/.installed
 
@@ -16,8 +16,14 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 demo: setup
-	$(PY) convert_fer2013.py --csv $(FER_CSV) --limit 1000 --out $(DEMO_OUT) --overwrite
-	$(PY) -c "import json,sys; m=json.load(open('$(DEMO_OUT)/meta.json')); print(json.dumps(m['counts'], indent=1))"
+	mkdir -p $(DEMO_OUT)
+	$(PY) -c "from skimage import data, io; io.imsave('$(DEMO_OUT)/astronaut.png', data.astronaut())"
+	$(PY) predict.py --image $(DEMO_OUT)/astronaut.png --output $(DEMO_OUT)/astronaut_annotated.png \
+		--plot $(DEMO_OUT)/astronaut_probabilities.png
+	@echo "annotated photo: $(DEMO_OUT)/astronaut_annotated.png, probabilities: $(DEMO_OUT)/astronaut_probabilities.png"
+
+convert-demo: setup
+	$(PY) convert_fer2013.py --csv $(FER_CSV) --limit 1000 --out out/convert-demo --overwrite
 
 test: setup
 	$(PY) -m pytest -q
