@@ -101,6 +101,7 @@ class Training:
     early_stopping_patience: int = 0  # epochs without PublicTest improvement before stopping; 0 = never
     tta: bool = False  # flip test-time augmentation at evaluation
     soft_labels: bool = False  # fit the FER+ vote distributions (soft_labels.npy, convert --ferplus), not one-hot
+    init_from: str = ""  # start from this saved model's weights (same architecture, classes, features): fine-tuning
 
 
 @dataclass(frozen=True)

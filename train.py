@@ -4,6 +4,10 @@
     python train.py --data out/fer2013 --model B --features landmarks_hog_windows --epochs 13 --out runs/b --evaluate
     # continue an interrupted run
     python train.py --data out/fer2013 --out runs/b --resume --evaluate
+    # fine-tune / warm-restart from a saved model (e.g. the bundled one) with a new cosine cycle
+    python train.py --data out/fer2013 --model fernet --width 16 --features raw --init-from \
+        models/pretrained/fer_model.keras --schedule cosine --learning-rate 0.01 --epochs 20 --out runs/ft
+    python train.py --data out/fer2013 --out runs/b --resume --evaluate
     # hyperparameters from optimize_hyperparams.py (flags win over the file)
     python train.py --data out/fer2013 --params best_params.json --learning-rate 0.01 --out runs/b2
     # the modern recipe on pixels
@@ -39,12 +43,17 @@ _CHOICES = {
     "schedule": ["exponential", "cosine", "onecycle"],
     "svm_kernel": ["rbf", "linear", "poly", "sigmoid"],
 }
+_HELP = {
+    "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
+    "random weights: fine-tuning, or a second cosine cycle (warm restart); a new run's schedule starts afresh",
+}
 # Config fields that get a flag of their own, besides every Hyperparams field.
 _EXTRA_FIELDS = (
     ("training", "early_stopping_patience"),
     ("training", "tta"),
     ("training", "soft_labels"),
     ("training", "save_model"),
+    ("training", "init_from"),
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),
     ("network", "width"),
@@ -97,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for f in _hyperparameter_fields():
         flag = "--" + f.name.replace("_", "-")
         default = defaults[f.name]
-        help_text = f"default {default}"
+        help_text = _HELP.get(f.name, f"default {default}")
         if isinstance(default, bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

@@ -1,9 +1,8 @@
 """Batch augmentation in numpy (cv2 for the warps), deterministic given a ``numpy.random.Generator``.
 
 Geometric augmentation (random shift, small rotation and scale, horizontal flip) moves the 68 landmarks with the
-same affine map and, on a flip, re-indexes them (left eye <-> right eye ...), so it stays correct for the
-``landmarks`` feature set. HOG features cannot follow a warp, so for the HOG feature sets training turns geometric
-augmentation off (with a warning) and keeps only random erasing and mixup.
+same affine map and, on a flip, re-indexes them (left eye <-> right eye ...). HOG cannot be moved, so training
+(models.training.batch_generator) recomputes it from the augmented images; every feature set is augmented exactly.
 
 Landmark coordinates are (x, y) pixel indices in the 48x48 image, so a flip maps x to ``width - 1 - x``.
 """

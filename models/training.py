@@ -190,9 +190,20 @@ def set_feature_statistics(model, mean: np.ndarray, variance: np.ndarray) -> Non
 # --------------------------------------------------------------------------------------------------- batches
 
 
-def geometric_augmentation_allowed(feature_set: str) -> bool:
-    """Shifts/rotations/flips are exact for pixels and landmarks, not for HOG (it would need recomputing)."""
-    return feature_set in ("raw", "landmarks")
+def augmented_features(feature_set: str, images: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray | None:
+    """The feature vectors of augmented faces: the landmarks moved with the image (``random_affine``) and the HOG
+    parts recomputed from the augmented images (data.hog, ~15 ms per batch of 128), so features and pixels
+    always describe the same picture."""
+    from data.features import FEATURE_PARTS, assemble_features
+    from data.hog import hog_features
+
+    parts = FEATURE_PARTS[feature_set]
+    if not parts:
+        return None
+    hog = {}
+    if "hog_plain" in parts or "hog_windows" in parts:
+        hog = hog_features(images, plain="hog_plain" in parts, windows="hog_windows" in parts)
+    return assemble_features(feature_set, landmarks=landmarks, **hog)
 
 
 def batch_generator(
@@ -201,12 +212,13 @@ def batch_generator(
     config: Config,
     *,
     initial_epoch: int = 0,
-    geometric: bool = True,
 ):
     """Yield ``(inputs, one_hot_targets)`` batches for epochs ``initial_epoch..epochs-1``, epoch after epoch.
 
     Batch ``b`` of epoch ``e`` depends only on (seed, e, b): the order is the permutation drawn by
     ``default_rng([seed, e])`` and the augmentation draws from ``default_rng([seed, e, b])``.
+    With ``augment``, every feature set gets the geometric augmentation: landmarks follow the warp and HOG is
+    recomputed from the augmented (and erased) images.
     """
     from models.augment import mixup, random_affine, random_erasing
 
@@ -214,7 +226,7 @@ def batch_generator(
     n, batch_size = len(train.labels), tr.batch_size
     steps = math.ceil(n / batch_size)
     eye = np.eye(n_classes, dtype=np.float32)
-    landmark_features = config.dataset.feature_set == "landmarks"
+    feature_set = config.dataset.feature_set
     for epoch in range(initial_epoch, tr.epochs):
         order = np.random.default_rng([tr.seed, epoch]).permutation(n)
         for b in range(steps):
@@ -225,13 +237,13 @@ def batch_generator(
             # FER+ vote distributions (cross-entropy against soft targets) or one-hot majority labels
             targets = train.soft_labels[index] if train.soft_labels is not None else eye[train.labels[index]]
             if hp.augment:
-                if geometric:
-                    landmarks = features.reshape(-1, 68, 2) if landmark_features else None
-                    images, landmarks = random_affine(images, rng, landmarks)
-                    if landmark_features:
-                        features = landmarks.reshape(len(index), -1)
+                # every non-raw feature set starts with the 68 (x, y) landmarks
+                landmarks = None if features is None else features[:, :136].reshape(-1, 68, 2)
+                images, landmarks = random_affine(images, rng, landmarks)
                 if hp.random_erasing > 0:
                     images = random_erasing(images, rng, hp.random_erasing)
+                if features is not None:
+                    features = augmented_features(feature_set, images, landmarks)
             if hp.mixup_alpha > 0:
                 (images, features), targets = mixup([images, features], targets, rng, hp.mixup_alpha)
             inputs = model_inputs(images, features)
@@ -504,6 +516,28 @@ def _scalar_logger(log_dir: Path):
     return ScalarLogger()
 
 
+def _init_weights(model, path: str, config: Config, class_names: list[str]) -> None:
+    """Copy the weights of the saved model ``path`` into ``model`` (TrainingError naming what differs)."""
+    from models.io import load_model
+
+    source, meta = load_model(path)
+    for what, theirs, ours in (
+        ("model", meta.get("model_name"), config.network.model),
+        ("feature_set", meta.get("feature_set"), config.dataset.feature_set),
+        ("classes", list(meta.get("class_names") or []), class_names),
+    ):
+        if theirs != ours:
+            raise TrainingError(f"--init-from {path}: it has {what} {theirs}, this run {ours}")
+    weights, expected = source.get_weights(), model.get_weights()
+    shapes = [w.shape for w in weights], [w.shape for w in expected]
+    if shapes[0] != shapes[1]:
+        raise TrainingError(
+            f"--init-from {path}: its weights do not fit this network (other width or batch-norm options?): "
+            f"{len(weights)} arrays vs {len(expected)}"
+        )
+    model.set_weights(weights)
+
+
 def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, public, resume, verbose):
     import keras
 
@@ -539,15 +573,14 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         _log(verbose, f"resuming {out_dir} after epoch {initial_epoch} (best PublicTest {state['best']:.4f})")
     else:
         state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "wait": 0, "history": {}, "stopped_early": False}
+        if tr.init_from:
+            _init_weights(model, tr.init_from, config, class_names)
+            if feature_dim:  # the statistics of this run's Training split
+                set_feature_statistics(model, *feature_statistics(train_data.features))
+            refresh_normalization(model)
+            _log(verbose, f"starting from the weights of {tr.init_from}")
     state.update(version=STATE_VERSION, config=config.to_dict())
 
-    geometric = geometric_augmentation_allowed(fs)
-    if config.hyperparams.augment and not geometric:
-        warnings.warn(
-            f"augment: shifts/rotations/flips are off for feature set {fs!r} (HOG cannot follow an image warp); "
-            "random erasing and mixup still apply",
-            stacklevel=2,
-        )
     if config.hyperparams.random_erasing > 0 and not config.hyperparams.augment:
         warnings.warn("random_erasing needs augment; ignored", stacklevel=2)
 
@@ -599,7 +632,7 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         val_y = np.eye(n_classes, dtype=np.float32)[public.labels]
         callbacks = [Keeper(), _scalar_logger(out_dir / "logs")]
         model.fit(
-            batch_generator(train_data, n_classes, config, initial_epoch=initial_epoch, geometric=geometric),
+            batch_generator(train_data, n_classes, config, initial_epoch=initial_epoch),
             steps_per_epoch=steps,
             epochs=tr.epochs,
             initial_epoch=initial_epoch,

@@ -281,3 +281,45 @@ def test_tta_averages_the_mirrored_face_and_landmarks():
     np.testing.assert_array_equal(mirrored_images[..., 0], images[:, :, ::-1])
     np.testing.assert_allclose(mirrored_features, flip_landmarks(landmarks).reshape(4, -1))
     assert result["confusion_matrix"] == [[0, 1], [0, 3]]
+
+
+@pytest.mark.parametrize("feature_set", ["landmarks_hog", "landmarks_hog_windows"])
+def test_augmented_hog_features_describe_the_augmented_image(data_dir, feature_set):
+    """With --augment, HOG is recomputed from the warped/erased faces and landmarks move with them."""
+    from data.features import assemble_features
+    from data.hog import hog_features
+    from models.training import batch_generator, load_split
+    from parameters import Config
+
+    train_data = load_split(data_dir, "Training", feature_set)
+    config = Config().with_overrides({"epochs": 1, "batch_size": 32, "augment": True, "random_erasing": 0.5,
+                                      "feature_set": feature_set})
+    (images, features), _ = next(batch_generator(train_data, 3, config))
+    images = images[..., 0]
+    assert not np.allclose(images, train_data.images[:32])  # the faces were warped
+    plain, windows = feature_set == "landmarks_hog", feature_set == "landmarks_hog_windows"
+    expected = assemble_features(feature_set, features[:, :136], **hog_features(images, plain=plain, windows=windows))
+    np.testing.assert_allclose(features, expected, atol=1e-6)
+    # the stored HOG (random numbers here) is not what the batch carries: it was recomputed
+    assert not np.allclose(features[:, 136:], train_data.features[:32, 136:], atol=0.05)
+
+
+def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_run, data_dir, tmp_path, capsys):
+    import keras
+
+    from models.training import train
+    from parameters import Config
+
+    base = {"model": "A", "feature_set": "landmarks_hog_windows", "epochs": 1, "batch_size": 32,
+            "learning_rate": 1e-12, "schedule": "cosine", "init_from": str(trained_run / "model.keras")}
+    result = train(Config().with_overrides(base), data_dir, tmp_path / "ft", verbose=0)
+    # learning rate 1e-12: the kernels stay those of the source model (batch-norm statistics aside)
+    source = keras.saving.load_model(trained_run / "model.keras", safe_mode=True, compile=False)
+    tuned = keras.saving.load_model(result.model_path, safe_mode=True, compile=False)
+    kernels = [(a, b) for a, b in zip(source.get_weights(), tuned.get_weights(), strict=True) if a.ndim >= 2]
+    assert len(kernels) >= 3
+    for theirs, ours in kernels:
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    rc = run_main("--data", data_dir, "--model", "B", "--features", "landmarks_hog_windows", "--epochs", "1",
+                  "--init-from", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0")
+    assert rc == 2 and "--init-from" in capsys.readouterr().err
