@@ -192,7 +192,7 @@ def set_feature_statistics(model, mean: np.ndarray, variance: np.ndarray) -> Non
 
 def augmented_features(feature_set: str, images: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray | None:
     """The feature vectors of augmented faces: the landmarks moved with the image (``random_affine``) and the HOG
-    parts recomputed from the augmented images (data.hog, ~15 ms per batch of 128), so features and pixels
+    parts recomputed from the augmented images (data.hog, vectorised), so features and pixels
     always describe the same picture."""
     from data.features import FEATURE_PARTS, assemble_features
     from data.hog import hog_features
