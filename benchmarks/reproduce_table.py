@@ -283,7 +283,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str, hw: str) -> s
         "`benchmarks/reproduce_table.py` through `data.convert.convert` and `models.training.train`.",
         "Our number first, the original repository's in brackets.",
         "",
-        f"- command: `{command}`",
+        f"- latest command (runs are resumable and add the cells they were given; `--only` picks cells): `{command}`",
         f"- hardware: {hw}",
         f"- wall time of the cells: {total / 3600:.2f} h ({len(rows)} cells); epochs per Keras cell: "
         f"{', '.join(map(str, epochs)) or '–'}; --limit: {', '.join(str(x) or 'none' for x in limits) or 'none'}",
