@@ -7,7 +7,6 @@
     # fine-tune / warm-restart from a saved model (e.g. the bundled one) with a new cosine cycle
     python train.py --data out/fer2013 --model fernet --width 16 --features raw --init-from \
         models/pretrained/fer_model.keras --schedule cosine --learning-rate 0.01 --epochs 20 --out runs/ft
-    python train.py --data out/fer2013 --out runs/b --resume --evaluate
     # hyperparameters from optimize_hyperparams.py (flags win over the file)
     python train.py --data out/fer2013 --params best_params.json --learning-rate 0.01 --out runs/b2
     # the modern recipe on pixels

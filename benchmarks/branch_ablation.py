@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.io import load_model
     from models.training import load_split, model_inputs
 
+    splits = {}  # feature set -> the split's data, loaded once
     print("| model | feature set | as is | image constant | features at mean |")
     print("| --- | --- | --- | --- | --- |")
     for path in args.models:
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         if feature_set == "raw":
             print(f"{path}: raw pixels only, nothing to ablate", file=sys.stderr)
             return 2
-        data = load_split(args.data, args.split, feature_set)
+        if feature_set not in splits:
+            splits[feature_set] = load_split(args.data, args.split, feature_set)
+        data = splits[feature_set]
         mean = keras.ops.convert_to_numpy(model.get_layer("feature_norm").mean).reshape(1, -1)
         constant = np.full_like(data.images, int(data.images.mean()))
         variants = [(data.images, data.features), (constant, data.features),

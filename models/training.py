@@ -238,7 +238,7 @@ def batch_generator(
             targets = train.soft_labels[index] if train.soft_labels is not None else eye[train.labels[index]]
             if hp.augment:
                 # every non-raw feature set starts with the 68 (x, y) landmarks
-                landmarks = None if features is None else features[:, :136].reshape(-1, 68, 2)
+                landmarks = None if features is None else features[:, : FEATURE_SETS["landmarks"]].reshape(-1, 68, 2)
                 images, landmarks = random_affine(images, rng, landmarks)
                 if hp.random_erasing > 0:
                     images = random_erasing(images, rng, hp.random_erasing)
@@ -457,19 +457,26 @@ def _seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def _check_same_task(
+    prefix: str, theirs: tuple[str, str, list[str]], config: Config, class_names: list[str]
+) -> None:
+    """TrainingError ``"{prefix} {what} {theirs}, not {ours}"`` when (model, feature set, classes) differ."""
+    ours = (config.network.model, config.dataset.feature_set, class_names)
+    for what, old, new in zip(("model", "feature_set", "classes"), theirs, ours, strict=True):
+        if old != new:
+            raise TrainingError(f"{prefix} {what} {old}, not {new}")
+
+
 def _load_state(out_dir: Path, config: Config, class_names: list[str]) -> dict[str, Any] | None:
     state_path = out_dir / "checkpoints" / "state.json"
     if not (state_path.is_file() and (out_dir / "checkpoints" / "last.keras").is_file()):
         return None
     state = json.loads(state_path.read_text())
     saved = Config.from_dict(state["config"])
-    for what, old, new in (
-        ("model", saved.network.model, config.network.model),
-        ("feature_set", saved.dataset.feature_set, config.dataset.feature_set),
-        ("classes", list(saved.dataset.expressions), class_names),
-    ):
-        if old != new:
-            raise TrainingError(f"cannot resume {out_dir}: it was trained with {what} {old}, not {new}")
+    _check_same_task(
+        f"cannot resume {out_dir}: it was trained with",
+        (saved.network.model, saved.dataset.feature_set, list(saved.dataset.expressions)), config, class_names,
+    )
     return state
 
 
@@ -521,19 +528,12 @@ def _init_weights(model, path: str, config: Config, class_names: list[str]) -> N
     from models.io import load_model
 
     source, meta = load_model(path)
-    for what, theirs, ours in (
-        ("model", meta.get("model_name"), config.network.model),
-        ("feature_set", meta.get("feature_set"), config.dataset.feature_set),
-        ("classes", list(meta.get("class_names") or []), class_names),
-    ):
-        if theirs != ours:
-            raise TrainingError(f"--init-from {path}: it has {what} {theirs}, this run {ours}")
-    weights, expected = source.get_weights(), model.get_weights()
-    shapes = [w.shape for w in weights], [w.shape for w in expected]
-    if shapes[0] != shapes[1]:
+    theirs = (meta.get("model_name"), meta.get("feature_set"), list(meta.get("class_names") or []))
+    _check_same_task(f"--init-from {path}: it has", theirs, config, class_names)
+    weights = source.get_weights()
+    if [w.shape for w in weights] != [w.shape for w in model.get_weights()]:
         raise TrainingError(
-            f"--init-from {path}: its weights do not fit this network (other width or batch-norm options?): "
-            f"{len(weights)} arrays vs {len(expected)}"
+            f"--init-from {path}: its weights do not fit this network (other width or batch-norm options?)"
         )
     model.set_weights(weights)
 
@@ -554,7 +554,10 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
 
     model = build_model(config.network.model, n_classes, feature_dim, **hparams_from_config(config))
     best_model = build_model(config.network.model, n_classes, feature_dim, **hparams_from_config(config))
-    if feature_dim:
+    if state is None and tr.init_from:
+        _init_weights(model, tr.init_from, config, class_names)
+        _log(verbose, f"starting from the weights of {tr.init_from}")
+    if feature_dim:  # this run's Training statistics (also over those an --init-from model carried)
         set_feature_statistics(model, *feature_statistics(train_data.features))
     steps = math.ceil(len(train_data.labels) / tr.batch_size)
     model.compile(
@@ -573,12 +576,6 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         _log(verbose, f"resuming {out_dir} after epoch {initial_epoch} (best PublicTest {state['best']:.4f})")
     else:
         state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "wait": 0, "history": {}, "stopped_early": False}
-        if tr.init_from:
-            _init_weights(model, tr.init_from, config, class_names)
-            if feature_dim:  # the statistics of this run's Training split
-                set_feature_statistics(model, *feature_statistics(train_data.features))
-            refresh_normalization(model)
-            _log(verbose, f"starting from the weights of {tr.init_from}")
     state.update(version=STATE_VERSION, config=config.to_dict())
 
     if config.hyperparams.random_erasing > 0 and not config.hyperparams.augment:
