@@ -102,6 +102,8 @@ class Training:
     tta: bool = False  # flip test-time augmentation at evaluation
     soft_labels: bool = False  # fit the FER+ vote distributions (soft_labels.npy, convert --ferplus), not one-hot
     init_from: str = ""  # start from this saved model's weights (same architecture, classes, features): fine-tuning
+    teacher: str = ""  # knowledge distillation: saved model(s), comma-separated, whose predictions join the targets
+    distill_weight: float = 0.5  # target = (1 - w) * label + w * teacher probabilities (flip-averaged when possible)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,8 @@ class Config:
             raise ValueError(f"learning_rate {self.hyperparams.learning_rate} must be > 0")
         if self.training.batch_size < 1 or self.training.epochs < 1:
             raise ValueError("batch_size and epochs must be >= 1")
+        if not 0 <= self.training.distill_weight <= 1:
+            raise ValueError(f"distill_weight {self.training.distill_weight} must lie in [0, 1]")
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:

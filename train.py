@@ -45,6 +45,10 @@ _CHOICES = {
 _HELP = {
     "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
     "random weights: fine-tuning, or a second cosine cycle (warm restart); a new run's schedule starts afresh",
+    "teacher": "knowledge distillation: saved model(s) (.keras, comma-separated; same classes and feature set, any "
+    "architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror image, are "
+    "mixed into the targets",
+    "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
 _EXTRA_FIELDS = (
@@ -53,6 +57,8 @@ _EXTRA_FIELDS = (
     ("training", "soft_labels"),
     ("training", "save_model"),
     ("training", "init_from"),
+    ("training", "teacher"),
+    ("training", "distill_weight"),
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),
     ("network", "width"),

@@ -212,6 +212,7 @@ def batch_generator(
     config: Config,
     *,
     initial_epoch: int = 0,
+    teacher=None,
 ):
     """Yield ``(inputs, one_hot_targets)`` batches for epochs ``initial_epoch..epochs-1``, epoch after epoch.
 
@@ -219,6 +220,8 @@ def batch_generator(
     ``default_rng([seed, e])`` and the augmentation draws from ``default_rng([seed, e, b])``.
     With ``augment``, every feature set gets the geometric augmentation: landmarks follow the warp and HOG is
     recomputed from the augmented (and erased) images.
+    ``teacher`` (``(images, features) -> probabilities``, see :func:`make_teacher`): the targets become
+    ``(1 - distill_weight) * targets + distill_weight * teacher(batch)`` (knowledge distillation at temperature 1).
     """
     from models.augment import mixup, random_affine, random_erasing
 
@@ -246,8 +249,50 @@ def batch_generator(
                     features = augmented_features(feature_set, images, landmarks)
             if hp.mixup_alpha > 0:
                 (images, features), targets = mixup([images, features], targets, rng, hp.mixup_alpha)
+            if teacher is not None:
+                weight = config.training.distill_weight
+                targets = (1.0 - weight) * targets + weight * teacher(images, features)
             inputs = model_inputs(images, features)
             yield (tuple(inputs) if isinstance(inputs, list) else inputs), targets  # tf.data wants tuples
+
+
+def make_teacher(paths: str, config: Config, class_names: list[str]):
+    """Load the comma-separated saved models ``paths`` as one teacher ``(images, features) -> (n, k) float32``: the
+    mean of their probabilities, each averaged with the mirror image's when the feature set follows a flip.
+    TrainingError when a teacher cannot be loaded or predicts other classes from other inputs."""
+    import tensorflow as tf
+
+    from models.augment import flip_features, flip_images
+    from models.evaluation import tta_supported
+    from models.io import load_model
+
+    fs = config.dataset.feature_set
+    functions = []
+    for path in [p.strip() for p in paths.split(",") if p.strip()]:
+        try:
+            model, meta = load_model(path)
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"--teacher {path}: {err}") from None
+        if not hasattr(model, "layers"):
+            raise TrainingError(f"--teacher {path}: not a Keras model")
+        for what, theirs, ours in (("classes", list(meta.get("class_names") or []), class_names),
+                                   ("feature_set", meta.get("feature_set"), fs)):
+            if theirs != ours:
+                raise TrainingError(f"--teacher {path}: it has {what} {theirs}, not {ours}")
+        functions.append(tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True))
+    if not functions:
+        raise TrainingError("--teacher: no model path given")
+    flip = tta_supported(fs)
+
+    def teacher(images: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        batches = [model_inputs(images, features)]
+        if flip:
+            mirrored = None if features is None else flip_features(features, fs, images.shape[2])
+            batches.append(model_inputs(flip_images(images), mirrored))
+        outputs = [np.asarray(f(x)) for f in functions for x in batches]
+        return np.mean(outputs, axis=0, dtype=np.float32)
+
+    return teacher
 
 
 # --------------------------------------------------------------------------------------------------- optimizer
@@ -400,15 +445,21 @@ def train(
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config, data_meta, class_names, train_data, public = _prepare(config, data_dir)
+    from models import is_keras_model
+
+    keras_model, teacher = is_keras_model(config.network.model), None
+    if config.training.teacher:  # checked before anything is written
+        if not keras_model:
+            raise TrainingError(f"--teacher needs a Keras model, not {config.network.model!r}")
+        teacher = make_teacher(config.training.teacher, config, class_names)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     checksum = data_checksum(data_meta, train_data)
-
-    from models import is_keras_model
-
-    if not is_keras_model(config.network.model):
+    if not keras_model:
         return _train_sklearn(config, out_dir, class_names, data_meta, checksum, train_data, public, verbose)
-    return _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, public, resume, verbose)
+    return _train_keras(
+        config, out_dir, class_names, data_meta, checksum, train_data, public, resume, verbose, teacher
+    )
 
 
 def _log(verbose: int, message: str) -> None:
@@ -538,7 +589,7 @@ def _init_weights(model, path: str, config: Config, class_names: list[str]) -> N
     model.set_weights(weights)
 
 
-def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, public, resume, verbose):
+def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, public, resume, verbose, teacher=None):
     import keras
 
     from models import build_model, hparams_from_config
@@ -625,11 +676,13 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
 
     remaining = tr.epochs - initial_epoch
     if remaining > 0 and not state["stopped_early"]:
+        if teacher is not None:
+            _log(verbose, f"distilling from {tr.teacher} (weight {tr.distill_weight})")
         val_x = model_inputs(public.images, public.features)
         val_y = np.eye(n_classes, dtype=np.float32)[public.labels]
         callbacks = [Keeper(), _scalar_logger(out_dir / "logs")]
         model.fit(
-            batch_generator(train_data, n_classes, config, initial_epoch=initial_epoch),
+            batch_generator(train_data, n_classes, config, initial_epoch=initial_epoch, teacher=teacher),
             steps_per_epoch=steps,
             epochs=tr.epochs,
             initial_epoch=initial_epoch,

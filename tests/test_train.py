@@ -323,3 +323,35 @@ def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_ru
     rc = run_main("--data", data_dir, "--model", "B", "--features", "landmarks_hog_windows", "--epochs", "1",
                   "--init-from", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0")
     assert rc == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(trained_run, data_dir, tmp_path, capsys):
+    import keras
+
+    from models.training import batch_generator, load_split, make_teacher
+    from parameters import Config
+
+    teacher_dir = tmp_path / "teacher"
+    assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                    "--batch-size", "32", "--out", teacher_dir, "--verbose", "0") == 0
+    path = str(teacher_dir / "model.keras")
+    config = Config().with_overrides({"feature_set": "raw", "epochs": 1, "batch_size": 32, "augment": True,
+                                      "teacher": path, "distill_weight": 0.25})
+    names = json.loads((teacher_dir / "model.meta.json").read_text())["class_names"]
+    teacher = make_teacher(path, config, names)
+    train_data = load_split(data_dir, "Training", "raw")
+    plain = next(batch_generator(train_data, 3, config))
+    images, targets = next(batch_generator(train_data, 3, config, teacher=teacher))
+    np.testing.assert_array_equal(images, plain[0])
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    expected = 0.5 * (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0))
+    np.testing.assert_allclose(targets, 0.75 * plain[1] + 0.25 * expected, atol=1e-5)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    # through train.py, and a teacher of another feature set is refused by name
+    assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                    "--batch-size", "32", "--teacher", path, "--out", tmp_path / "student", "--verbose", "2") == 0
+    assert "distilling from" in capsys.readouterr().out
+    assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                    "--teacher", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0") == 2
+    err = capsys.readouterr().err
+    assert "--teacher" in err and "feature_set" in err and not (tmp_path / "bad").exists()
