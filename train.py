@@ -45,8 +45,8 @@ _CHOICES = {
 _HELP = {
     "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
     "random weights: fine-tuning, or a second cosine cycle (warm restart); a new run's schedule starts afresh",
-    "teacher": "knowledge distillation: saved model(s) (.keras, comma-separated; same classes and feature set, any "
-    "architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror image, are "
+    "teacher": "knowledge distillation: saved model(s) (.keras, comma-separated; same classes, the same feature set "
+    "or raw pixels, any architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror image, are "
     "mixed into the targets",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }

@@ -258,8 +258,9 @@ def batch_generator(
 
 def make_teacher(paths: str, config: Config, class_names: list[str]):
     """Load the comma-separated saved models ``paths`` as one teacher ``(images, features) -> (n, k) float32``: the
-    mean of their probabilities, each averaged with the mirror image's when the feature set follows a flip.
-    TrainingError when a teacher cannot be loaded or predicts other classes from other inputs."""
+    mean of their probabilities, each averaged with the mirror image's when its feature set follows a flip.
+    A teacher sees the student's feature set, or only the pixels when it is a ``raw`` model (so a pixel model can
+    teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
     import tensorflow as tf
 
     from models.augment import flip_features, flip_images
@@ -267,7 +268,7 @@ def make_teacher(paths: str, config: Config, class_names: list[str]):
     from models.io import load_model
 
     fs = config.dataset.feature_set
-    functions = []
+    teachers = []
     for path in [p.strip() for p in paths.split(",") if p.strip()]:
         try:
             model, meta = load_model(path)
@@ -275,21 +276,24 @@ def make_teacher(paths: str, config: Config, class_names: list[str]):
             raise TrainingError(f"--teacher {path}: {err}") from None
         if not hasattr(model, "layers"):
             raise TrainingError(f"--teacher {path}: not a Keras model")
-        for what, theirs, ours in (("classes", list(meta.get("class_names") or []), class_names),
-                                   ("feature_set", meta.get("feature_set"), fs)):
-            if theirs != ours:
-                raise TrainingError(f"--teacher {path}: it has {what} {theirs}, not {ours}")
-        functions.append(tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True))
-    if not functions:
+        theirs = list(meta.get("class_names") or [])
+        if theirs != class_names:
+            raise TrainingError(f"--teacher {path}: it has classes {theirs}, not {class_names}")
+        if meta.get("feature_set") not in ("raw", fs):
+            raise TrainingError(f"--teacher {path}: it has feature_set {meta.get('feature_set')}, not raw or {fs}")
+        function = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
+        teachers.append((function, meta["feature_set"]))
+    if not teachers:
         raise TrainingError("--teacher: no model path given")
-    flip = tta_supported(fs)
 
     def teacher(images: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        batches = [model_inputs(images, features)]
-        if flip:
-            mirrored = None if features is None else flip_features(features, fs, images.shape[2])
-            batches.append(model_inputs(flip_images(images), mirrored))
-        outputs = [np.asarray(f(x)) for f in functions for x in batches]
+        outputs = []
+        for function, teacher_fs in teachers:
+            feats = None if teacher_fs == "raw" else features
+            outputs.append(np.asarray(function(model_inputs(images, feats))))
+            if tta_supported(teacher_fs):
+                mirrored = None if feats is None else flip_features(feats, teacher_fs, images.shape[2])
+                outputs.append(np.asarray(function(model_inputs(flip_images(images), mirrored))))
         return np.mean(outputs, axis=0, dtype=np.float32)
 
     return teacher

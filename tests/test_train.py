@@ -347,6 +347,14 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
     expected = 0.5 * (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0))
     np.testing.assert_allclose(targets, 0.75 * plain[1] + 0.25 * expected, atol=1e-5)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    # a pixel model teaches a landmark/HOG model from the images alone
+    hog_config = config.with_overrides({"feature_set": "landmarks_hog_windows"})
+    hog_data = load_split(data_dir, "Training", "landmarks_hog_windows")
+    (hog_images, _), hog_targets = next(batch_generator(hog_data, 3, hog_config,
+                                                        teacher=make_teacher(path, hog_config, names)))
+    hog_plain = next(batch_generator(hog_data, 3, hog_config))[1]
+    expected = 0.5 * (model.predict(hog_images, verbose=0) + model.predict(hog_images[:, :, ::-1], verbose=0))
+    np.testing.assert_allclose(hog_targets, 0.75 * hog_plain + 0.25 * expected, atol=1e-5)
     # through train.py, and a teacher of another feature set is refused by name
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
                     "--batch-size", "32", "--teacher", path, "--out", tmp_path / "student", "--verbose", "2") == 0
