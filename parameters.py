@@ -65,6 +65,9 @@ class Network:
     use_batchnorm_after_conv_layers: bool = True
     use_batchnorm_after_fully_connected_layers: bool = False
     width: int = 32  # fernet only: channels of the first stage (doubled at each of its three stages)
+    # Standardise feature vectors with Training statistics inside the model. The 2016 code fed them raw (landmark
+    # coordinates 0..48 next to HOG values below 1), which scales each part's share of the first FC layer.
+    standardize_features: bool = True
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,10 @@ _HELP = {
     "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
     "random weights: fine-tuning, or a second cosine cycle (warm restart); a new run's schedule starts afresh",
     "teacher": "knowledge distillation: saved model(s) (.keras, comma-separated; same classes, the same feature set "
-    "or raw pixels, any architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror image, are "
-    "mixed into the targets",
+    "or raw pixels, any architecture) whose probabilities on each augmented batch, averaged over the teachers and "
+    "the mirror image, are mixed into the targets",
+    "standardize_features": "standardise landmark/HOG features with Training statistics inside the model (default); "
+    "--no-standardize-features feeds them raw, as the 2016 code did",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
@@ -62,6 +64,7 @@ _EXTRA_FIELDS = (
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),
     ("network", "width"),
+    ("network", "standardize_features"),
     ("dataset", "trunc_trainset_to"),
     ("dataset", "trunc_validationset_to"),
 )

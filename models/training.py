@@ -38,7 +38,8 @@ SVM_MODEL_FILE = "model.joblib"
 STATE_VERSION = 1
 NORMALISATION_TEXT = (
     "image: grey levels 0..255 float32, rescaled by 1/255 inside the model; features: raw values, standardised "
-    "inside the model by the feature_norm Normalization layer (mean/variance of the Training split)"
+    "inside the model by the feature_norm Normalization layer (mean/variance of the Training split; mean 0 and "
+    "variance 1, i.e. raw values, when trained with --no-standardize-features)"
 )
 
 
@@ -613,7 +614,10 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         _init_weights(model, tr.init_from, config, class_names)
         _log(verbose, f"starting from the weights of {tr.init_from}")
     if feature_dim:  # this run's Training statistics (also over those an --init-from model carried)
-        set_feature_statistics(model, *feature_statistics(train_data.features))
+        mean, variance = feature_statistics(train_data.features)
+        if not config.network.standardize_features:  # the 2016 code's raw feature values
+            mean, variance = np.zeros_like(mean), np.ones_like(variance)
+        set_feature_statistics(model, mean, variance)
     steps = math.ceil(len(train_data.labels) / tr.batch_size)
     model.compile(
         optimizer=make_optimizer(config, steps),

@@ -127,6 +127,21 @@ def test_saved_model_carries_metadata_and_training_statistics(trained_run, data_
     np.testing.assert_allclose(np.ravel(norm.mean), train_features.mean(0), rtol=1e-4, atol=1e-4)
 
 
+def test_no_standardize_features_feeds_raw_values_as_the_2016_code(data_dir, tmp_path):
+    from models.io import load_model
+
+    out = tmp_path / "raw_features"
+    assert run_main("--data", data_dir, "--model", "A", "--features", "landmarks", "--epochs", "1", "--batch-size",
+                    "32", "--no-standardize-features", "--out", out, "--verbose", "0") == 0
+    model, meta = load_model(out / "model.keras")
+    norm = model.get_layer("feature_norm")
+    np.testing.assert_array_equal(np.ravel(norm.mean), 0.0)
+    np.testing.assert_array_equal(np.ravel(norm.variance), 1.0)
+    features = np.load(data_dir / "Training" / "landmarks.npy").reshape(96, -1)[:4]
+    np.testing.assert_allclose(np.asarray(norm(features)), features, atol=1e-3)  # identity
+    assert meta["config"]["network"]["standardize_features"] is False
+
+
 def test_evaluate_only_matches_and_tta_runs(trained_run, data_dir, tmp_path):
     before = json.loads((trained_run / "metrics.json").read_text())
     rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
