@@ -1,8 +1,8 @@
 """Which branch of a two-input model (image + features) carries its predictions?
 
 For each model, PublicTest accuracy (a) as is, (b) with every image replaced by one constant grey face (the image
-branch silenced), (c) with every feature vector replaced by the Training mean stored in the model's
-``feature_norm`` layer (the feature branch silenced). If (b) equals (a), the image branch contributes nothing.
+branch silenced), (c) with every feature vector replaced by the mean feature vector of the Training split
+(the feature branch silenced). If (b) equals (a), the image branch contributes nothing.
 
     python benchmarks/branch_ablation.py --data fer2013_features runs/B/model.keras runs/B_modern2/model.keras
 """
@@ -27,12 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="PublicTest", choices=["PublicTest", "PrivateTest"])
     args = parser.parse_args(argv)
 
-    import keras
-
     from models.io import load_model
     from models.training import load_split, model_inputs
 
-    splits = {}  # feature set -> the split's data, loaded once
+    splits = {}  # feature set -> (the split's data, the Training mean feature vector), loaded once
     print("| model | feature set | as is | image constant | features at mean |")
     print("| --- | --- | --- | --- | --- |")
     for path in args.models:
@@ -42,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: raw pixels only, nothing to ablate", file=sys.stderr)
             return 2
         if feature_set not in splits:
-            splits[feature_set] = load_split(args.data, args.split, feature_set)
-        data = splits[feature_set]
-        mean = keras.ops.convert_to_numpy(model.get_layer("feature_norm").mean).reshape(1, -1)
+            training_mean = load_split(args.data, "Training", feature_set).features.mean(axis=0, keepdims=True)
+            splits[feature_set] = load_split(args.data, args.split, feature_set), training_mean
+        data, mean = splits[feature_set]
         constant = np.full_like(data.images, int(data.images.mean()))
         variants = [(data.images, data.features), (constant, data.features),
                     (data.images, np.repeat(mean, len(data.labels), axis=0))]

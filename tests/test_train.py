@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -378,3 +379,16 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
                     "--teacher", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0") == 2
     err = capsys.readouterr().err
     assert "--teacher" in err and "feature_set" in err and not (tmp_path / "bad").exists()
+
+
+def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import branch_ablation
+
+    assert branch_ablation.main(["--data", str(data_dir), str(trained_run / "model.keras")]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "landmarks_hog_windows" and len(cells) == 5
+    assert all(c.endswith(" %") and 0 <= float(c[:-2]) <= 100 for c in cells[2:])
+    public = json.loads((trained_run / "metrics.json").read_text())["public_test_accuracy"]
+    assert float(cells[2][:-2]) == pytest.approx(100 * public, abs=0.051)  # "as is" is the model's own accuracy
