@@ -2,7 +2,9 @@
 
 tflearn semantics kept: convolution and max-pool padding ``same``, ReLU, max-pool 3x3 stride 2, dropout rate
 ``1 - keep_prob``, optional BatchNormalization after each convolution (default on; tflearn's decay 0.9 and
-epsilon 1e-5) and after the fully connected layers (default off), softmax output.
+epsilon 1e-5) and after the fully connected layers (default off; where the 2016 code put it: after the image
+branch's FC 1024 and both feature-branch FC layers, not after Model B's FC 4096 nor the image FC before the
+merge), softmax output.
 
 Model A (19,118,407 trainable parameters for 7 classes, raw)::
 
@@ -59,7 +61,7 @@ def _finish(name, image, x, n_classes, feature_dim, merge_units, batchnorm_fc):
         f = layers.Normalization(name="feature_norm")(features)
         f = _dense(f, 1024, batchnorm_fc)
         f = _dense(f, merge_units, batchnorm_fc)
-        x = _dense(x, merge_units, batchnorm_fc)
+        x = _dense(x, merge_units, False)  # the 2016 code has no batch norm here
         x = layers.Concatenate(axis=1)([x, f])
         inputs.append(features)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
@@ -115,7 +117,7 @@ def build_model_b(
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     x = layers.Dropout(1.0 - keep_prob)(x)
     x = layers.Flatten()(x)
-    x = _dense(x, 4096, batchnorm_fc)
+    x = _dense(x, 4096, False)  # the 2016 code has no batch norm after FC 4096
     x = layers.Dropout(1.0 - keep_prob)(x)
     x = _dense(x, 1024, batchnorm_fc)
     return _finish("model_b", image, x, n_classes, feature_dim, 128, batchnorm_fc)

@@ -72,7 +72,11 @@ def test_batchnorm_switches_change_the_architecture():
     assert plain == 19_118_407 - 2 * (64 + 64 + 128)  # gamma and beta of the three conv BNs
     with_fc_bn = trainable_parameters(build_model("A", 7, 136, batchnorm_fc=True))
     without = trainable_parameters(build_model("A", 7, 136))
-    assert with_fc_bn - without == 2 * (1024 + 40 + 1024 + 40)
+    # where the 2016 code put them: image FC 1024, feature FC 1024 and FC 40 (not the image FC 40)
+    assert with_fc_bn - without == 2 * (1024 + 1024 + 40)
+    with_fc_bn = trainable_parameters(build_model("B", 7, 136, batchnorm_fc=True))
+    without = trainable_parameters(build_model("B", 7, 136))
+    assert with_fc_bn - without == 2 * (1024 + 1024 + 128)  # not after FC 4096 nor the image FC 128
 
 
 def test_dropout_rate_is_one_minus_keep_prob():
