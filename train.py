@@ -20,6 +20,10 @@
     python train.py --evaluate-only --model-path runs/b/model.keras --images-dir photos/ [--detector haar] [--out DIR]
     # FER+ (convert_fer2013.py --ferplus) fitting the annotators' vote distributions
     python train.py --data out/ferplus --model B --soft-labels --out runs/ferplus_b --evaluate
+    # greedy model soup: average the weights of runs of one architecture (e.g. --init-from / --teacher runs of
+    # the bundled model), keeping each run only if PublicTest does not drop; one model, same speed
+    python train.py --soup runs/ft1/model.keras runs/ft2/model.keras runs/ft3/model.keras --data out/fer2013 \
+        --out runs/soup --evaluate
     # export for deployment: runs/b/model.onnx (or .tflite) + model.onnx.meta.json (class names, feature set)
     python train.py --export onnx --model-path runs/b/model.keras [--export-path deploy/fer.onnx]
 
@@ -105,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="face detector for --images-dir (default dlib)")
     parser.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=False,
                         help="with --images-dir: each image is already a face crop (no detection)")
+    parser.add_argument("--soup", type=Path, nargs="+", metavar="MODEL",
+                        help="greedy model soup of these saved models (same architecture, feature set, classes): "
+                        "average their weights, keeping each model only if PublicTest accuracy does not drop; "
+                        "writes OUT/model.keras (default runs/soup) and OUT/soup.json")
+    parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --soup: recompute batch-norm statistics on Training after averaging (default)")
     parser.add_argument("--export", choices=["onnx", "tflite"], help="export --model-path to ONNX or TFLite")
     parser.add_argument("--export-path", type=Path, help="exported file (default: the model's path, new suffix)")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
@@ -131,6 +141,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--images-dir goes with --evaluate-only")
     if args.export_path is not None and not args.export:
         parser.error("--export-path goes with --export")
+    if args.soup is not None and (args.export or args.evaluate_only or args.resume):
+        parser.error("--soup is its own command (with --data, --out and optionally --evaluate)")
     if args.data is None and not (args.export or args.images_dir is not None):
         parser.error("--data is required (the converted directory), except with --export or --images-dir")
     if args.resume and args.out is None:
@@ -181,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_run(args.model_path, args.data, args.out, tta=tta, verbose=args.verbose)
             print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f}; "
                   f"PublicTest accuracy {metrics['public_test_accuracy']:.4f}")
+            return 0
+        if args.soup is not None:
+            from models.evaluation import evaluate_run
+            from models.soup import soup_run
+
+            out = args.out or Path("runs") / "soup"
+            result = soup_run(args.soup, args.data, out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
+            print(f"soup of {len(result.metadata['soup']['ingredients'])} of {len(args.soup)} models: PublicTest "
+                  f"accuracy {result.public_test_accuracy:.4f}; model: {out / 'model.keras'}")
+            if args.evaluate:
+                metrics = evaluate_run(out / "model.keras", args.data, out, tta=bool(args.tta), verbose=args.verbose)
+                print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {out / 'metrics.json'})")
             return 0
         config = build_config(args)
         out = args.out or Path("runs") / f"{config.network.model}_{config.dataset.feature_set}"

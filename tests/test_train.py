@@ -392,3 +392,66 @@ def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, ca
     assert all(c.endswith(" %") and 0 <= float(c[:-2]) <= 100 for c in cells[2:])
     public = json.loads((trained_run / "metrics.json").read_text())["public_test_accuracy"]
     assert float(cells[2][:-2]) == pytest.approx(100 * public, abs=0.051)  # "as is" is the model's own accuracy
+
+
+def test_recalibrate_batchnorm_averages_batch_statistics():
+    import keras
+
+    from models.soup import recalibrate_batchnorm
+
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(inputs))
+    images = np.random.default_rng(0).uniform(0, 255, (64, 48, 48)).astype(np.float32)
+    assert recalibrate_batchnorm(model, images, None, batch_size=32) == 1
+    layer = model.layers[-1]
+    # two equal batches: the moving mean is the mean of all pixels, the variance the mean of the batch variances
+    order = np.sort(np.random.default_rng(0).permutation(64)[:32])
+    rest = np.setdiff1d(np.arange(64), order)
+    np.testing.assert_allclose(float(layer.moving_mean.numpy()[0]), images.mean(), rtol=1e-4)
+    expected_var = 0.5 * (images[order].var() + images[rest].var())
+    np.testing.assert_allclose(float(layer.moving_variance.numpy()[0]), expected_var, rtol=1e-3)
+    assert layer.momentum == 0.9
+
+
+def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_run, data_dir, tmp_path, capsys):
+    from models.io import load_model
+    from models.soup import greedy_soup
+
+    paths = []
+    for seed in (1, 2):
+        out = tmp_path / f"fernet{seed}"
+        assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                        "--batch-size", "32", "--out", out, "--verbose", "0", "--seed", str(seed)) == 0
+        paths.append(out / "model.keras")
+    # a model and its copy average to themselves, so greedy keeps the best model's copy (tried right after it: the
+    # sort is stable); the result is the mean of what was kept
+    ingredients = []
+    for k, path in enumerate(paths):
+        twin = tmp_path / f"twin{k}.keras"
+        twin.write_bytes(path.read_bytes())
+        (tmp_path / f"twin{k}.meta.json").write_text((path.parent / "model.meta.json").read_text())
+        ingredients += [path, twin]
+    result = greedy_soup(ingredients, data_dir, recalibrate=False, verbose=0)
+    assert [r["accepted"] for r in result.ingredients[:2]] == [True, True]
+    assert Path(result.ingredients[1]["path"]).name.startswith("twin")
+    kept = result.metadata["soup"]["ingredients"]
+    assert len(kept) >= 2
+    assert result.public_test_accuracy == max(r["tried"] for r in result.ingredients if r["accepted"])
+    kernels = [load_model(p)[0].get_weights() for p in kept]
+    for k, ours in enumerate(result.model.get_weights()):
+        np.testing.assert_allclose(ours, np.mean([w[k] for w in kernels], axis=0), atol=1e-6)
+    # through train.py with batch-norm recalibration and evaluation
+    out = tmp_path / "soup"
+    assert run_main("--soup", *paths, "--data", data_dir, "--out", out, "--evaluate", "--verbose", "0") == 0
+    assert "soup of" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    soup_meta = json.loads((out / "model.meta.json").read_text())["soup"]
+    assert 0 <= metrics["private_test_accuracy"] <= 1 and soup_meta["batchnorm_recalibrated_on"] == "Training"
+    assert json.loads((out / "soup.json").read_text()) == soup_meta
+    assert abs(metrics["public_test_accuracy"] - soup_meta["public_test_accuracy"]) < 1e-9
+    # another architecture, or a single model, is refused by name
+    assert run_main("--soup", paths[0], trained_run / "model.keras", "--data", data_dir, "--out", tmp_path / "bad",
+                    "--verbose", "0") == 2
+    assert "one architecture" in capsys.readouterr().err
+    assert run_main("--soup", paths[0], "--data", data_dir, "--out", tmp_path / "bad", "--verbose", "0") == 2
+    assert not (tmp_path / "bad" / "model.keras").exists()

@@ -1,0 +1,160 @@
+"""Greedy model soup: average the weights of several runs of one architecture, choosing on PublicTest.
+
+Wortsman et al., "Model soups" (ICML 2022): models fine-tuned from the same starting weights (``--init-from``
+runs, warm restarts, distilled students) usually lie in one basin, so the average of their weights is one model of
+the same size and speed that is often more accurate than any of them. The greedy recipe:
+
+1. score every ingredient on PublicTest and sort them, best first;
+2. start the soup with the best one; add each next ingredient if the uniform average of the soup plus it scores
+   at least as well on PublicTest as the soup without it.
+
+Averaged weights do not match averaged batch-norm statistics, so after each averaging the BatchNormalization
+moving mean/variance are recomputed from one pass over the Training faces (cumulative average over batches;
+``recalibrate=False`` keeps the averaged statistics). Every choice uses PublicTest; PrivateTest is never read here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.training import TrainingError, load_split, model_inputs
+
+
+@dataclasses.dataclass
+class SoupResult:
+    """What :func:`greedy_soup` chose and measured (accuracies on PublicTest)."""
+
+    model: Any
+    metadata: dict[str, Any]
+    ingredients: list[dict[str, Any]]  # {"path", "alone", "tried", "accepted"} in the order tried
+    public_test_accuracy: float
+
+
+def _task(metadata: dict[str, Any]) -> tuple[str, str, list[str]]:
+    return metadata["model_name"], metadata["feature_set"], list(metadata["class_names"])
+
+
+def _accuracy(model, inputs, labels: np.ndarray, batch_size: int) -> float:
+    return float(np.mean(model.predict(inputs, batch_size=batch_size, verbose=0).argmax(axis=1) == labels))
+
+
+def recalibrate_batchnorm(model, images: np.ndarray, features: np.ndarray | None, *, batch_size: int = 256,
+                          seed: int = 0) -> int:
+    """Recompute every BatchNormalization layer's moving mean/variance from ``images`` (+ ``features``).
+
+    One shuffled pass in training mode with momentum k/(k+1) on batch k, so the moving statistics end as the
+    plain average of the per-batch statistics. Returns the number of batch-norm layers (0: nothing to do).
+    """
+    import keras
+
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    order = np.random.default_rng(seed).permutation(len(images))
+    try:
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            idx = np.sort(order[start:start + batch_size])
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(model_inputs(images[idx], None if features is None else features[idx]), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
+def greedy_soup(
+    paths: list[str | Path],
+    data_dir: str | Path,
+    *,
+    recalibrate: bool = True,
+    batch_size: int = 256,
+    verbose: int = 1,
+) -> SoupResult:
+    """The greedy soup of the saved Keras models ``paths`` (same architecture, feature set and classes)."""
+    from models.evaluation import check_compatible, read_data_meta
+    from models.io import load_model, read_metadata, refresh_normalization
+
+    if len(paths) < 2:
+        raise TrainingError(f"a soup needs at least two models, got {len(paths)}")
+    paths = [Path(p) for p in paths]
+    metas = [read_metadata(p) for p in paths]  # cheap checks before loading any weights
+    first = _task(metas[0])
+    for path, meta in zip(paths[1:], metas[1:], strict=True):
+        if meta["model_name"] == "svm" or path.suffix != ".keras":
+            raise TrainingError(f"{path}: only Keras models can be averaged")
+        if _task(meta) != first:
+            raise TrainingError(f"{path} is (model, feature set, classes) {_task(meta)}, but {paths[0]} is {first}: "
+                                "a soup averages runs of one architecture on one task")
+    data_meta = read_data_meta(Path(data_dir))
+    check_compatible(metas[0], data_meta, Path(data_dir), paths[0])
+    models = [load_model(p)[0] for p in paths]
+    weights = [m.get_weights() for m in models]
+    for path, w in zip(paths[1:], weights[1:], strict=True):
+        shapes, expected = [a.shape for a in w], [a.shape for a in weights[0]]
+        if shapes != expected:
+            raise TrainingError(f"{path}: weight shapes differ from {paths[0]} (another --width?): cannot average")
+
+    feature_set, n_classes = metas[0]["feature_set"], len(first[2])
+    public = load_split(data_dir, "PublicTest", feature_set, n_classes=n_classes)
+    public_inputs = model_inputs(public.images, public.features)
+    training = load_split(data_dir, "Training", feature_set, n_classes=n_classes) if recalibrate else None
+
+    alone = [_accuracy(m, public_inputs, public.labels, batch_size) for m in models]
+    order = sorted(range(len(paths)), key=lambda i: -alone[i])
+    if verbose:
+        for i in order:
+            print(f"  {paths[i]}: PublicTest {alone[i]:.4f}", flush=True)
+    soup_model = models[order[0]]
+    chosen, best = [order[0]], alone[order[0]]
+    best_weights = weights[order[0]]
+    report = [{"path": str(paths[order[0]]), "alone": alone[order[0]], "tried": alone[order[0]], "accepted": True}]
+    for i in order[1:]:
+        trial = chosen + [i]
+        soup_model.set_weights([np.mean([weights[j][k] for j in trial], axis=0) for k in range(len(weights[0]))])
+        refresh_normalization(soup_model)
+        if recalibrate:
+            recalibrate_batchnorm(soup_model, training.images, training.features, batch_size=batch_size)
+        score = _accuracy(soup_model, public_inputs, public.labels, batch_size)
+        accepted = score >= best
+        report.append({"path": str(paths[i]), "alone": alone[i], "tried": score, "accepted": accepted})
+        if verbose:
+            print(f"  + {paths[i]}: soup of {len(trial)} scores {score:.4f} -> "
+                  f"{'kept' if accepted else 'left out'}", flush=True)
+        if accepted:
+            chosen, best, best_weights = trial, score, soup_model.get_weights()
+    soup_model.set_weights(best_weights)
+    refresh_normalization(soup_model)
+
+    metadata = dict(metas[order[0]])
+    metadata.pop("metrics", None)
+    metadata["soup"] = {
+        "method": "greedy soup (Wortsman et al. 2022), uniform average, chosen on PublicTest",
+        "batchnorm_recalibrated_on": "Training" if recalibrate else None,
+        "ingredients": [str(paths[j]) for j in chosen],
+        "tried": report,
+        "public_test_accuracy": best,
+    }
+    return SoupResult(soup_model, metadata, report, best)
+
+
+def soup_run(paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, recalibrate: bool = True,
+             verbose: int = 1) -> SoupResult:
+    """:func:`greedy_soup` and save it as ``out_dir/model.keras`` (+ ``soup.json``), like a training run."""
+    import json
+
+    from models.io import save_model
+
+    result = greedy_soup(paths, data_dir, recalibrate=recalibrate, verbose=verbose)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(result.model, out_dir / "model.keras", result.metadata)
+    tmp = out_dir / ".soup.json.partial"
+    tmp.write_text(json.dumps(result.metadata["soup"], indent=1) + "\n")
+    tmp.replace(out_dir / "soup.json")
+    return result
