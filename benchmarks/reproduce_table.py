@@ -335,6 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     done = read_results(results_csv)
     todo = [c for c in cells if c.id not in done]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results_csv}, {len(todo)} to run", flush=True)
+    command = shlex.join(["python", "benchmarks/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
+    markdown_path = args.out_dir / "RESULTS.md"
+
+    def write_markdown() -> None:  # after every cell, so a stopped run leaves an up-to-date table
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
+        tmp.write_text(render_markdown(done, command, hardware()))
+        tmp.replace(markdown_path)
+
     data_dirs: dict[str, Path] = {}
     for i, cell in enumerate(todo, 1):
         if cell.dataset not in data_dirs:
@@ -345,10 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         done[cell.id] = {k: str(v) for k, v in row.items()}
         print(f"[{i}/{len(todo)}] {cell.id}: PrivateTest {row['private_test_accuracy']:.4f} "
               f"(PublicTest {row['public_test_accuracy']:.4f}) in {row['seconds']:.0f} s", flush=True)
-    command = shlex.join(["python", "benchmarks/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
-    markdown = render_markdown(done, command, hardware())
-    (args.out_dir / "RESULTS.md").write_text(markdown)
-    print(f"wrote {args.out_dir / 'RESULTS.md'} and {results_csv}")
+        write_markdown()
+    write_markdown()
+    print(f"wrote {markdown_path} and {results_csv}")
     return 0
 
 

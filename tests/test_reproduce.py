@@ -57,3 +57,29 @@ def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, caps
     assert cells == ["fer5:A:raw:bn", "fer5:svm:landmarks:-", "fer5:B:raw:bn", "fer7:svm:landmarks_hog:-"]
     assert (tmp_path / "work" / "data" / "fer7" / "meta.json").is_file()
     assert "## 7 expressions" in (tmp_path / "out" / "RESULTS.md").read_text()
+
+
+def test_results_markdown_is_current_after_every_cell(reproduce, tmp_path, monkeypatch):
+    """A run stopped mid-grid (the clock, a crash) leaves RESULTS.md with every finished cell."""
+    csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((4, 2, 2), seed=4))
+    real_run_cell = reproduce.run_cell
+    calls = []
+
+    def run_cell_then_stop(cell, data_dir, args):
+        calls.append(cell.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_cell(cell, data_dir, args)
+
+    monkeypatch.setattr(reproduce, "run_cell", run_cell_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.main(["--csv", str(csv_path), "--work-dir", str(tmp_path / "work"), "--out-dir",
+                        str(tmp_path / "out"), "--no-ferplus-cells", "--verbose", "0",
+                        "--only", "fer5:svm:landmarks:-,fer5:svm:landmarks_hog:-"])
+    markdown = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "| + face landmarks | " in markdown and "(46.9 %)" in markdown
+    landmarks_row = next(line for line in markdown.splitlines() if line.startswith("| + face landmarks |"))
+    hog_row = next(line for line in markdown.splitlines() if line.startswith("| + landmarks + HOG |"))
+    assert not landmarks_row.split("|")[2].strip().startswith("not run")
+    assert hog_row.split("|")[2].strip().startswith("not run")
+    assert not list((tmp_path / "out").glob(".*partial"))
