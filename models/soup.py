@@ -85,7 +85,7 @@ def greedy_soup(
     paths = [Path(p) for p in paths]
     metas = [read_metadata(p) for p in paths]  # cheap checks before loading any weights
     first = _task(metas[0])
-    for path, meta in zip(paths[1:], metas[1:], strict=True):
+    for path, meta in zip(paths, metas, strict=True):
         if meta["model_name"] == "svm" or path.suffix != ".keras":
             raise TrainingError(f"{path}: only Keras models can be averaged")
         if _task(meta) != first:
@@ -132,7 +132,8 @@ def greedy_soup(
     refresh_normalization(soup_model)
 
     metadata = dict(metas[order[0]])
-    metadata.pop("metrics", None)
+    for key in ("metrics", "training_command", "training_lineage", "training_hardware"):  # the ingredient's, not ours
+        metadata.pop(key, None)
     metadata["soup"] = {
         "method": "greedy soup (Wortsman et al. 2022), uniform average, chosen on PublicTest",
         "batchnorm_recalibrated_on": "Training" if recalibrate else None,
