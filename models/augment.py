@@ -40,11 +40,29 @@ def flip_landmarks(landmarks: np.ndarray, width: int = 48) -> np.ndarray:
     return flipped
 
 
-def flip_features(features: np.ndarray, feature_set: str, width: int = 48) -> np.ndarray:
-    """Mirror a ``(n, 136)`` ``landmarks`` feature matrix (x0, y0, x1, y1, ...). Other sets cannot be mirrored."""
-    if feature_set != "landmarks":
-        raise ValueError(f"cannot mirror {feature_set!r} features (HOG does not follow a flip)")
-    return flip_landmarks(features.reshape(-1, 68, 2), width).reshape(len(features), -1)
+def flip_features(
+    features: np.ndarray, feature_set: str, width: int = 48, flipped_images: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``(n, d)`` feature matrix of the mirrored faces: landmarks (x0, y0, x1, y1, ...) mirrored and re-indexed,
+    HOG parts recomputed from ``flipped_images`` (the mirrored ``(n, 48, 48)`` faces; needed for HOG feature sets,
+    whose histograms do not follow a flip by any permutation)."""
+    from data.features import FEATURE_PARTS, assemble_features
+    from parameters import FEATURE_SETS
+
+    parts = FEATURE_PARTS[feature_set]
+    if not parts:
+        return features
+    landmarks = None
+    if "landmarks" in parts:
+        landmarks = flip_landmarks(np.asarray(features)[:, : FEATURE_SETS["landmarks"]].reshape(-1, 68, 2), width)
+    hog = {}
+    if "hog_plain" in parts or "hog_windows" in parts:
+        if flipped_images is None:
+            raise ValueError(f"mirroring {feature_set!r} features needs the mirrored images (HOG is recomputed)")
+        from data.hog import hog_features
+
+        hog = hog_features(flipped_images, plain="hog_plain" in parts, windows="hog_windows" in parts)
+    return assemble_features(feature_set, landmarks=landmarks, **hog).astype(np.asarray(features).dtype, copy=False)
 
 
 def random_affine(

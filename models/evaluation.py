@@ -28,8 +28,11 @@ def predict_probabilities(model, images: np.ndarray, features: np.ndarray | None
 
 
 def tta_supported(feature_set: str) -> bool:
-    """Flip TTA needs the features to follow the flip: pixels and landmarks do, HOG does not."""
-    return feature_set in ("raw", "landmarks")
+    """Flip TTA needs the features of the mirrored face: landmarks are mirrored and re-indexed, HOG is recomputed
+    from the mirrored pixels (``models.augment.flip_features``), so every feature set of ``parameters`` has them."""
+    from parameters import FEATURE_SETS
+
+    return feature_set in FEATURE_SETS
 
 
 def evaluate(
@@ -44,8 +47,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``(n, 48, 48)`` images with ``(n,)`` int labels [and ``(n, d)`` features].
 
-    ``tta``: average the probabilities of each face and its mirror image (landmarks mirrored too); skipped with a
-    warning for HOG feature sets. Returns ``accuracy``, ``n``, ``class_names``, ``per_class`` {name: precision,
+    ``tta``: average the probabilities of each face and its mirror image (landmarks mirrored, HOG recomputed from
+    the mirrored face). Returns ``accuracy``, ``n``, ``class_names``, ``per_class`` {name: precision,
     recall, f1, support}, ``macro_avg``, ``weighted_avg``, ``confusion_matrix`` (rows true, columns predicted),
     ``report`` (text) and ``tta`` (whether it was applied).
     """
@@ -64,10 +67,13 @@ def evaluate(
     feature_set = metadata.get("feature_set", "raw")
     applied = False
     if tta and not tta_supported(feature_set):
-        warnings.warn(f"TTA skipped: {feature_set!r} features cannot be mirrored (HOG)", stacklevel=2)
+        warnings.warn(f"TTA skipped: {feature_set!r} features cannot be mirrored", stacklevel=2)
     elif tta:
-        mirrored = None if features is None else flip_features(np.asarray(features), feature_set, images.shape[2])
-        probabilities = 0.5 * (probabilities + predict_probabilities(model, flip_images(images), mirrored))
+        flipped = flip_images(images)
+        mirrored = None
+        if features is not None:
+            mirrored = flip_features(np.asarray(features), feature_set, images.shape[2], flipped)
+        probabilities = 0.5 * (probabilities + predict_probabilities(model, flipped, mirrored))
         applied = True
     predictions = probabilities.argmax(axis=1)
     report = classification_report(

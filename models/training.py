@@ -259,7 +259,7 @@ def batch_generator(
 
 def make_teacher(paths: str, config: Config, class_names: list[str]):
     """Load the comma-separated saved models ``paths`` as one teacher ``(images, features) -> (n, k) float32``: the
-    mean of their probabilities, each averaged with the mirror image's when its feature set follows a flip.
+    mean of their probabilities, each averaged with the mirror image's (landmarks mirrored, HOG recomputed).
     A teacher sees the student's feature set, or only the pixels when it is a ``raw`` model (so a pixel model can
     teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
     import tensorflow as tf
@@ -293,8 +293,9 @@ def make_teacher(paths: str, config: Config, class_names: list[str]):
             feats = None if teacher_fs == "raw" else features
             outputs.append(np.asarray(function(model_inputs(images, feats))))
             if tta_supported(teacher_fs):
-                mirrored = None if feats is None else flip_features(feats, teacher_fs, images.shape[2])
-                outputs.append(np.asarray(function(model_inputs(flip_images(images), mirrored))))
+                flipped = flip_images(images)
+                mirrored = None if feats is None else flip_features(feats, teacher_fs, images.shape[2], flipped)
+                outputs.append(np.asarray(function(model_inputs(flipped, mirrored))))
         return np.mean(outputs, axis=0, dtype=np.float32)
 
     return teacher

@@ -150,10 +150,11 @@ def test_evaluate_only_matches_and_tta_runs(trained_run, data_dir, tmp_path):
     assert rc == 0
     again = json.loads((tmp_path / "metrics.json").read_text())
     assert again["private_test_accuracy"] == pytest.approx(before["private_test_accuracy"])
-    with pytest.warns(UserWarning, match="TTA skipped"):
-        rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
-                      "--out", tmp_path, "--tta", "--verbose", "0")
-    assert rc == 0 and json.loads((tmp_path / "metrics.json").read_text())["PrivateTest"]["tta"] is False
+    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
+                  "--out", tmp_path, "--tta", "--verbose", "0")
+    with_tta = json.loads((tmp_path / "metrics.json").read_text())
+    assert rc == 0 and with_tta["PrivateTest"]["tta"] is True  # landmarks + sliding-window HOG can be mirrored
+    assert 0.0 <= with_tta["private_test_accuracy"] <= 1.0
 
 
 def test_evaluate_only_refuses_other_classes(trained_run, tmp_path, capsys):
@@ -269,6 +270,29 @@ def test_svm_baseline_through_main(tmp_path, data_dir, capsys):
     assert metrics["public_test_accuracy"] > 0.9 and (out / "model.meta.json").is_file()
     assert run_main("--data", data_dir, "--model", "svm", "--features", "raw", "--out", tmp_path / "r") == 2
     assert "feature vector" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("feature_set", ["landmarks_hog", "landmarks_hog_windows"])
+def test_mirrored_hog_features_are_recomputed_from_the_mirrored_face(feature_set):
+    from data.features import assemble_features
+    from data.hog import hog_features
+    from models.augment import flip_features, flip_images, flip_landmarks
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (3, 48, 48)).astype(np.uint8)
+    landmarks = rng.uniform(0, 47, (3, 68, 2)).astype(np.float32)
+    windows = feature_set == "landmarks_hog_windows"
+    hog = hog_features(images, plain=not windows, windows=windows)
+    features = assemble_features(feature_set, landmarks=landmarks, **hog)
+    flipped = flip_images(images)
+    mirrored = flip_features(features, feature_set, 48, flipped)
+    expected_hog = hog_features(flipped, plain=not windows, windows=windows)
+    expected = assemble_features(feature_set, landmarks=flip_landmarks(landmarks), **expected_hog)
+    np.testing.assert_allclose(mirrored, expected, atol=1e-6)
+    assert not np.allclose(mirrored[:, 136:], features[:, 136:])  # HOG really changed with the flip
+    np.testing.assert_allclose(flip_features(mirrored, feature_set, 48, images), features, atol=1e-5)  # involution
+    with pytest.raises(ValueError, match="mirrored images"):
+        flip_features(features, feature_set)
 
 
 def test_tta_averages_the_mirrored_face_and_landmarks():
