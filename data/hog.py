@@ -1,7 +1,9 @@
 """Histogram-of-oriented-gradients features for 48x48 faces, computed for a whole batch at once.
 
-Two feature kinds, both as the 2016 repository computed them with ``skimage.feature.hog`` (8 orientations,
-1x1-cell blocks, L2-Hys normalisation):
+Two feature kinds, with the 2016 repository's ``skimage.feature.hog`` settings (8 orientations, 1x1-cell blocks)
+and current scikit-image's L2-Hys block normalisation. (The 2016 repository ran scikit-image 0.12, whose ``hog``
+normalised every block by ``block / sqrt(block.sum() ** 2 + 1e-5)``, an L1 norm; gradients, orientation bins and
+cell means are otherwise the same; L1 stayed the default until scikit-image 0.15.)
 
 * ``hog_plain``: one HOG over the whole face with 16x16 cells -> 3 x 3 cells x 8 = 72 values.
 * ``hog_windows``: a 24x24 window slid every 6 px in x and y over the 48x48 face (8 x 8 = 64 windows), each
@@ -180,6 +182,14 @@ def _l2_hys(hist: np.ndarray) -> np.ndarray:
     return out / np.sqrt(np.sum(out**2, axis=-1, keepdims=True) + _EPS**2)
 
 
+def _l1_2016(hist: np.ndarray) -> np.ndarray:
+    """scikit-image 0.12's block normalisation (the 2016 repository's): ``block / sqrt(block.sum() ** 2 + 1e-5)``."""
+    return hist / np.sqrt(np.sum(hist, axis=-1, keepdims=True) ** 2 + _EPS)
+
+
+BLOCK_NORMS = {"L2-Hys": _l2_hys, "L1-2016": _l1_2016}
+
+
 def _check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 2:
@@ -190,19 +200,20 @@ def _check_images(images: np.ndarray) -> np.ndarray:
 
 
 def _hog_from_binned(
-    binned: np.ndarray, abs_row: np.ndarray, abs_col: np.ndarray, plain: bool, windows: bool
+    binned: np.ndarray, abs_row: np.ndarray, abs_col: np.ndarray, plain: bool, windows: bool, block_norm: str
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(n, 48, 8, 48) binned magnitudes and (n, 48, 48) |g_row|, |g_col| -> (n, 72) plain and (n, 2592) window HOG.
 
     Cell sums are products with 0/1 selection matrices: over each cell's columns, then over its rows.
     """
     n = len(binned)
+    normalise = BLOCK_NORMS[block_norm]
     cols = binned @ _COLUMN_SELECTION  # (n, 48 rows, 8, 18 window cells + 3 plain cells)
     hog_plain_out = hog_windows_out = None
     if plain:
         hist = _PLAIN_SELECTION @ cols[..., N_WINDOW_CELLS:].reshape(n, IMAGE_SIZE, -1)  # (n, 3, 8 * 3)
         hist = hist.reshape(n, 3, ORIENTATIONS, 3).transpose(0, 1, 3, 2)
-        hog_plain_out = _l2_hys(hist / PLAIN_CELL**2).reshape(n, -1)
+        hog_plain_out = normalise(hist / PLAIN_CELL**2).reshape(n, -1)
     if windows:
         # Pixels inside their window.
         hist = _INTERIOR @ cols[..., :N_WINDOW_CELLS].reshape(n, IMAGE_SIZE, -1)  # (n, 18, 8 * 18)
@@ -212,21 +223,27 @@ def _hog_from_binned(
         _, _, row_border_bin, col_border_bin = _tables()
         hist[..., row_border_bin] += _BORDER @ abs_col @ _INTERIOR.T
         hist[..., col_border_bin] += _INTERIOR @ abs_row @ _BORDER.T
-        hist = _l2_hys(hist / WINDOW_CELL**2)  # (n, cell row, cell col, orientation)
+        hist = normalise(hist / WINDOW_CELL**2)  # (n, cell row, cell col, orientation)
         hog_windows_out = hist[:, _ORDER_ROWS, _ORDER_COLS, :].reshape(n, -1)
     return hog_plain_out, hog_windows_out
 
 
-def hog_features(images: np.ndarray, *, plain: bool = True, windows: bool = True) -> dict[str, np.ndarray]:
+def hog_features(
+    images: np.ndarray, *, plain: bool = True, windows: bool = True, block_norm: str = "L2-Hys"
+) -> dict[str, np.ndarray]:
     """Both HOG kinds from one pass over the gradients.
 
     Args:
         images: (n, 48, 48) grey levels (uint8, or any real dtype); a single (48, 48) image is accepted too.
+        block_norm: ``"L2-Hys"`` (current scikit-image, what the project stores) or ``"L1-2016"`` (scikit-image
+            0.12's, which the 2016 repository got; compared in ``benchmarks/bench_hog_norm.py``).
 
     Returns:
         ``{"hog_plain": (n, 72) float32, "hog_windows": (n, 2592) float32}`` (only the kinds asked for).
     """
     images = _check_images(images)
+    if block_norm not in BLOCK_NORMS:
+        raise ValueError(f"unknown block_norm {block_norm!r}; choose one of {sorted(BLOCK_NORMS)}")
     out = {}
     if plain:
         out["hog_plain"] = np.empty((len(images), PLAIN_DIM), dtype=np.float32)
@@ -234,7 +251,7 @@ def hog_features(images: np.ndarray, *, plain: bool = True, windows: bool = True
         out["hog_windows"] = np.empty((len(images), WINDOWS_DIM), dtype=np.float32)
     for lo in range(0, len(images), _CHUNK):
         binned, abs_row, abs_col = _binned_gradients(images[lo : lo + _CHUNK])
-        plain_part, windows_part = _hog_from_binned(binned, abs_row, abs_col, plain, windows)
+        plain_part, windows_part = _hog_from_binned(binned, abs_row, abs_col, plain, windows, block_norm)
         if plain:
             out["hog_plain"][lo : lo + len(binned)] = plain_part
         if windows:

@@ -162,6 +162,41 @@ def test_hog_plain_equals_skimage():
     np.testing.assert_allclose(ours, np.stack([hog_plain_reference(i) for i in images]), rtol=0, atol=1e-6)
 
 
+def _hog_plain_skimage_0_12(image: np.ndarray) -> np.ndarray:
+    """The plain HOG as scikit-image 0.12 (the 2016 repository's) computed it, written out from its source:
+    central differences, orientation % 180 in 8 bins, per-cell mean magnitudes, block / sqrt(block.sum()**2 + 1e-5)."""
+    image = image.astype(np.float64)
+    gx = np.zeros_like(image)
+    gy = np.zeros_like(image)
+    gx[:, 1:-1] = image[:, 2:] - image[:, :-2]
+    gy[1:-1, :] = image[2:, :] - image[:-2, :]
+    magnitude = np.sqrt(gx**2 + gy**2)
+    orientation = np.arctan2(gy, gx) * (180 / np.pi) % 180
+    out = np.zeros((3, 3, 8))
+    for i in range(8):
+        inside = (orientation >= 22.5 * i) & (orientation < 22.5 * (i + 1))
+        votes = np.where(inside, magnitude, 0.0)
+        out[..., i] = votes.reshape(3, 16, 3, 16).mean(axis=(1, 3))
+    return (out / np.sqrt(out.sum(axis=-1, keepdims=True) ** 2 + 1e-5)).ravel()
+
+
+def test_hog_2016_l1_block_norm():
+    images = _test_images()
+    ours = hog_features(images, block_norm="L1-2016")
+    expected = np.stack([_hog_plain_skimage_0_12(i) for i in images])
+    np.testing.assert_allclose(ours["hog_plain"], expected, rtol=0, atol=1e-6)
+    assert np.isfinite(ours["hog_windows"]).all() and ours["hog_windows"].shape == (len(images), 2592)
+    # The window HOG with the 2016 norm is the L2-Hys one renormalised per cell: same zero cells, per-cell sums 1.
+    cells = ours["hog_windows"].reshape(len(images), -1, 8).astype(np.float64)
+    l2 = hog_windows(images).reshape(len(images), -1, 8)
+    assert ((cells.sum(-1) > 0) == (l2.sum(-1) > 0)).all()
+    busy = cells.sum(-1) > 0.5
+    np.testing.assert_allclose(cells.sum(-1)[busy], 1.0, atol=1e-3)
+    assert not np.allclose(cells, l2)
+    with pytest.raises(ValueError, match="unknown block_norm 'L2'"):
+        hog_features(images, block_norm="L2")
+
+
 def test_hog_float_input_and_single_image():
     images = _test_images(5)
     np.testing.assert_allclose(hog_windows(images.astype(np.float64)), hog_windows(images), atol=1e-6)
