@@ -198,8 +198,10 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
     run_dir = args.work_dir / "runs" / cell.id.replace(":", "_")
     start = time.perf_counter()
     result = train(config, data_dir, run_dir, resume=True, verbose=args.verbose)
+    evaluated = time.perf_counter()
     metrics = evaluate_run(result.model_path, data_dir, run_dir, verbose=0)
-    seconds = time.perf_counter() - start
+    # A resumed cell: its epochs' wall time summed over every run (checkpointed), not only this run's share.
+    seconds = time.perf_counter() - (evaluated - result.train_seconds if result.train_seconds else start)
     return {
         "cell": cell.id, "dataset": cell.dataset, "n_classes": len(metrics["PrivateTest"]["class_names"]),
         "model": cell.model, "feature_set": cell.feature_set,

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch loss, accuracy, val_*, lr
     best_epoch: int = 0  # 1-based epoch of the best model
     epochs_run: int = 0  # epochs completed in total (including those before a resume)
+    train_seconds: float = 0.0  # wall time of those epochs (validation included), summed over resumes
     stopped_early: bool = False
     run_dir: Path | None = None
 
@@ -636,6 +638,7 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         _log(verbose, f"resuming {out_dir} after epoch {initial_epoch} (best PublicTest {state['best']:.4f})")
     else:
         state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "wait": 0, "history": {}, "stopped_early": False}
+    state.setdefault("train_seconds", 0.0)  # absent in checkpoints written before it was recorded
     state.update(version=STATE_VERSION, config=config.to_dict())
 
     if config.hyperparams.random_erasing > 0 and not config.hyperparams.augment:
@@ -649,7 +652,11 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
     class Keeper(keras.callbacks.Callback):
         """Per epoch: history, best model, checkpoint + state, early stopping, the PublicTest line."""
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
+            state["train_seconds"] += time.perf_counter() - self.epoch_start
             logs = dict(logs or {})
             logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             for key, value in logs.items():
@@ -710,6 +717,7 @@ def _train_keras(config, out_dir, class_names, data_meta, checksum, train_data, 
         history=history,
         best_epoch=int(state["best_epoch"]),
         epochs_run=int(state["epoch"]),
+        train_seconds=float(state["train_seconds"]),
         stopped_early=bool(state["stopped_early"]),
         run_dir=out_dir,
     )
