@@ -64,6 +64,9 @@ class Network:
     loss: str = "categorical_crossentropy"
     use_batchnorm_after_conv_layers: bool = True
     use_batchnorm_after_fully_connected_layers: bool = False
+    # Weight initialisation of Models A/B: "keras" (Glorot uniform, Keras' default) or "tflearn" (the 2016 code's
+    # defaults: conv uniform_scaling, i.e. uniform +-sqrt(3 / fan_in); fully connected truncated normal, stddev 0.02).
+    initializer: str = "keras"
     width: int = 32  # fernet only: channels of the first stage (doubled at each of its three stages)
     # Standardise feature vectors with Training statistics inside the model. The 2016 code fed them raw (landmark
     # coordinates 0..48 next to HOG values below 1), which scales each part's share of the first FC layer.
@@ -208,6 +211,8 @@ class Config:
             raise ValueError(f"optimizer {self.hyperparams.optimizer!r}: choose from {list(OPTIMIZERS)}")
         if self.hyperparams.schedule not in ("exponential", "cosine", "onecycle"):
             raise ValueError(f"schedule {self.hyperparams.schedule!r}: choose exponential, cosine or onecycle")
+        if self.network.initializer not in ("keras", "tflearn"):
+            raise ValueError(f"initializer {self.network.initializer!r}: choose keras or tflearn")
         if not 0 < self.hyperparams.keep_prob <= 1:
             raise ValueError(f"keep_prob {self.hyperparams.keep_prob} must lie in (0, 1]")
         if not self.hyperparams.learning_rate > 0:

@@ -45,6 +45,7 @@ _CHOICES = {
     "optimizer": list(OPTIMIZERS),
     "schedule": ["exponential", "cosine", "onecycle"],
     "svm_kernel": ["rbf", "linear", "poly", "sigmoid"],
+    "initializer": ["keras", "tflearn"],
 }
 _HELP = {
     "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
@@ -54,6 +55,8 @@ _HELP = {
     "the mirror image, are mixed into the targets",
     "standardize_features": "standardise landmark/HOG features with Training statistics inside the model (default); "
     "--no-standardize-features feeds them raw, as the 2016 code did",
+    "initializer": "weight initialisation of Models A/B: keras (Glorot uniform, default) or tflearn (the 2016 "
+    "code's: conv uniform +-sqrt(3/fan_in), fully connected truncated normal with stddev 0.02)",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
@@ -67,6 +70,7 @@ _EXTRA_FIELDS = (
     ("training", "distill_weight"),
     ("network", "use_batchnorm_after_conv_layers"),
     ("network", "use_batchnorm_after_fully_connected_layers"),
+    ("network", "initializer"),
     ("network", "width"),
     ("network", "standardize_features"),
     ("dataset", "trunc_trainset_to"),

@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     def write_markdown() -> None:  # after every cell, so a stopped run leaves an up-to-date table
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
-        tmp.write_text(render_markdown(done, command, hardware()))
+        # re-read the CSV: another reproduce_table process may have appended cells meanwhile
+        tmp.write_text(render_markdown({**done, **read_results(results_csv)}, command, hardware()))
         tmp.replace(markdown_path)
 
     data_dirs: dict[str, Path] = {}

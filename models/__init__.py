@@ -76,6 +76,7 @@ def hparams_from_config(config) -> dict[str, Any]:
         "batchnorm_conv": config.network.use_batchnorm_after_conv_layers,
         "batchnorm_fc": config.network.use_batchnorm_after_fully_connected_layers,
         "input_size": config.network.input_size,
+        "initializer": config.network.initializer,
         "width": config.network.width,
         "svm_kernel": config.hyperparams.svm_kernel,
         "svm_c": config.hyperparams.svm_c,

@@ -29,6 +29,23 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 
 
+INITIALIZERS = ("keras", "tflearn")
+
+
+def _kernel_init(kind: str, initializer: str):
+    """Kernel initialiser for a "conv" or "dense" layer: Keras' default (Glorot uniform) or tflearn's defaults
+    (conv_2d ``uniform_scaling``: uniform +-sqrt(3 / fan_in); fully_connected ``truncated_normal``: stddev 0.02)."""
+    from keras import initializers
+
+    if initializer not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {initializer!r}; choose from {list(INITIALIZERS)}")
+    if initializer == "keras":
+        return "glorot_uniform"
+    if kind == "conv":
+        return initializers.VarianceScaling(scale=1.0, mode="fan_in", distribution="uniform")
+    return initializers.TruncatedNormal(mean=0.0, stddev=0.02)
+
+
 def _bn(x):
     from keras import layers
 
@@ -43,14 +60,14 @@ def _image_input(input_size: int):
     return image, layers.Rescaling(1.0 / 255.0, name="rescale")(image)
 
 
-def _dense(x, units: int, batchnorm_fc: bool):
+def _dense(x, units: int, batchnorm_fc: bool, initializer: str):
     from keras import layers
 
-    x = layers.Dense(units, activation="relu")(x)
+    x = layers.Dense(units, activation="relu", kernel_initializer=_kernel_init("dense", initializer))(x)
     return _bn(x) if batchnorm_fc else x
 
 
-def _finish(name, image, x, n_classes, feature_dim, merge_units, batchnorm_fc):
+def _finish(name, image, x, n_classes, feature_dim, merge_units, batchnorm_fc, initializer):
     """Add the optional feature branch and the softmax; return the Model."""
     import keras
     from keras import layers
@@ -59,12 +76,13 @@ def _finish(name, image, x, n_classes, feature_dim, merge_units, batchnorm_fc):
     if feature_dim > 0:
         features = keras.Input(shape=(feature_dim,), name="features")
         f = layers.Normalization(name="feature_norm")(features)
-        f = _dense(f, 1024, batchnorm_fc)
-        f = _dense(f, merge_units, batchnorm_fc)
-        x = _dense(x, merge_units, False)  # the 2016 code has no batch norm here
+        f = _dense(f, 1024, batchnorm_fc, initializer)
+        f = _dense(f, merge_units, batchnorm_fc, initializer)
+        x = _dense(x, merge_units, False, initializer)  # the 2016 code has no batch norm here
         x = layers.Concatenate(axis=1)([x, f])
         inputs.append(features)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities",
+                           kernel_initializer=_kernel_init("dense", initializer))(x)
     return keras.Model(inputs=inputs if len(inputs) > 1 else image, outputs=outputs, name=name)
 
 
@@ -76,6 +94,7 @@ def build_model_a(
     batchnorm_conv: bool = True,
     batchnorm_fc: bool = False,
     input_size: int = 48,
+    initializer: str = "keras",
     **_: Any,
 ):
     """Model A: inputs ``image`` (input_size, input_size, 1) grey levels 0..255 [and ``features``
@@ -84,15 +103,16 @@ def build_model_a(
 
     image, x = _image_input(input_size)
     for filters, kernel, pool in ((64, 5, True), (64, 5, True), (128, 4, False)):
-        x = layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, kernel, padding="same", activation="relu",
+                          kernel_initializer=_kernel_init("conv", initializer))(x)
         if batchnorm_conv:
             x = _bn(x)
         if pool:
             x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     x = layers.Dropout(1.0 - keep_prob)(x)
     x = layers.Flatten()(x)
-    x = _dense(x, 1024, batchnorm_fc)
-    return _finish("model_a", image, x, n_classes, feature_dim, 40, batchnorm_fc)
+    x = _dense(x, 1024, batchnorm_fc, initializer)
+    return _finish("model_a", image, x, n_classes, feature_dim, 40, batchnorm_fc, initializer)
 
 
 def build_model_b(
@@ -103,6 +123,7 @@ def build_model_b(
     batchnorm_conv: bool = True,
     batchnorm_fc: bool = False,
     input_size: int = 48,
+    initializer: str = "keras",
     **_: Any,
 ):
     """Model B: inputs ``image`` (input_size, input_size, 1) grey levels 0..255 [and ``features``
@@ -111,13 +132,14 @@ def build_model_b(
 
     image, x = _image_input(input_size)
     for filters in (64, 128, 256):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                          kernel_initializer=_kernel_init("conv", initializer))(x)
         if batchnorm_conv:
             x = _bn(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     x = layers.Dropout(1.0 - keep_prob)(x)
     x = layers.Flatten()(x)
-    x = _dense(x, 4096, False)  # the 2016 code has no batch norm after FC 4096
+    x = _dense(x, 4096, False, initializer)  # the 2016 code has no batch norm after FC 4096
     x = layers.Dropout(1.0 - keep_prob)(x)
-    x = _dense(x, 1024, batchnorm_fc)
-    return _finish("model_b", image, x, n_classes, feature_dim, 128, batchnorm_fc)
+    x = _dense(x, 1024, batchnorm_fc, initializer)
+    return _finish("model_b", image, x, n_classes, feature_dim, 128, batchnorm_fc, initializer)

@@ -206,3 +206,31 @@ def test_schedules_and_optimizers_follow_the_config():
             assert getattr(optimizer, attribute) == pytest.approx(0.9)
     decayed = make_optimizer(cfg.with_overrides({"weight_decay": 1e-4}), 10)
     assert decayed.weight_decay == pytest.approx(1e-4)
+
+
+def test_tflearn_initializer_matches_the_2016_defaults():
+    """conv: uniform within +-sqrt(3 / fan_in) (variance 1 / fan_in); dense: truncated normal, stddev 0.02."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_model("B", 7, 136, initializer="tflearn")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(convs) == 3 and len(dense) == 6  # FC 4096, 1024, image 128, feature 1024, 128, softmax
+    for conv in convs:
+        kernel = keras.ops.convert_to_numpy(conv.kernel)
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        limit = np.sqrt(3.0 / fan_in)
+        assert np.abs(kernel).max() <= limit
+        assert np.abs(kernel).max() > 0.95 * limit  # uses the whole range
+        assert kernel.var() == pytest.approx(1.0 / fan_in, rel=0.15)
+    for layer in dense:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        assert np.abs(kernel).max() <= 0.04 + 1e-6  # truncated at two standard deviations
+        # a normal N(0, 0.02) truncated at +-2 sigma has standard deviation 0.88 * 0.02
+        assert kernel.std() == pytest.approx(0.88 * 0.02, rel=0.1)
+    keras_default = build_model("B", 7, 136)
+    first_fc = next(layer for layer in keras_default.layers if isinstance(layer, keras.layers.Dense))
+    assert keras.ops.convert_to_numpy(first_fc.kernel).std() < 0.015  # Glorot: sqrt(2 / (9216 + 4096)) = 0.012
+    with pytest.raises(ValueError, match="unknown initializer"):
+        build_model("A", 7, 0, initializer="he")
