@@ -38,6 +38,7 @@ import platform
 import shlex
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +73,7 @@ FERNET_RECIPE: dict[str, object] = {
 MODEL_COLUMNS = {"svm": "SVM", "A": "Model A", "B": "Model B", "fernet": "fernet"}
 CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
-    "public_test_accuracy", "private_test_accuracy", "best_epoch", "n_train", "seconds", "finished",
+    "public_test_accuracy", "private_test_accuracy", "best_epoch", "n_train", "seconds", "finished", "hardware",
 )
 
 
@@ -212,6 +213,7 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
         "private_test_accuracy": round(metrics["private_test_accuracy"], 5),
         "best_epoch": result.best_epoch, "n_train": _n_train(data_dir),
         "seconds": round(seconds, 1), "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": hardware(),
     }
 
 
@@ -230,13 +232,24 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
 
 
 def append_result(path: Path, row: dict[str, object]) -> None:
-    new = not path.is_file()
+    """Add one row to the results CSV; a CSV written before a column existed is rewritten (atomically) with the
+    current header, its old rows leaving the new columns empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    header = None
+    if path.is_file():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), None)
+    if header == list(CSV_FIELDS):
+        with path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(row)
+        return
+    old_rows = list(read_results(path).values()) if header else []
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([*old_rows, row])
+    tmp.replace(path)
 
 
 def hardware() -> str:
@@ -269,7 +282,16 @@ def _pct(value: str | float | None) -> str:
     return "–" if value in (None, "") else f"{100 * float(value):.1f} %"
 
 
-def render_markdown(rows: dict[str, dict[str, str]], command: str, hw: str) -> str:
+def _hardware_summary(rows: dict[str, dict[str, str]]) -> str:
+    """Each machine the cells ran on, with its number of cells (rows from before the column: "not recorded")."""
+    counts = Counter(r.get("hardware") or "" for r in rows.values())
+    if not counts:
+        return "–"
+    return "; ".join(f"{hw or 'not recorded (cells run before results.csv had the column)'}: {n} cell{'s' * (n != 1)}"
+                     for hw, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     """RESULTS.md: the 5- and 7-expression tables (ours beside the original), batch-norm ablation, FER+."""
     def cell(dataset: str, model: str, fs: str, bn: str) -> str:
         row = rows.get(Cell(dataset, model, fs, bn == "bn").id)
@@ -286,7 +308,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str, hw: str) -> s
         "Our number first, the original repository's in brackets.",
         "",
         f"- latest command (runs are resumable and add the cells they were given; `--only` picks cells): `{command}`",
-        f"- hardware: {hw}",
+        f"- hardware, per cell in results.csv: {_hardware_summary(rows)}",
         f"- wall time of the cells: {total / 3600:.2f} h ({len(rows)} cells); epochs per Keras cell: "
         f"{', '.join(map(str, epochs)) or '–'}; --limit: {', '.join(str(x) or 'none' for x in limits) or 'none'}",
         f"- SVM: {', '.join(sorted({r['svm_kernel'] for r in rows.values() if r['svm_kernel']})) or '–'} kernel",
@@ -322,7 +344,8 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str, hw: str) -> s
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
-    out += ["All cells, with PublicTest accuracy, best epoch and seconds: `results.csv` beside this file.", ""]
+    out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",
+            ""]
     return "\n".join(out)
 
 
@@ -344,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
         # re-read the CSV: another reproduce_table process may have appended cells meanwhile
-        tmp.write_text(render_markdown({**done, **read_results(results_csv)}, command, hardware()))
+        tmp.write_text(render_markdown({**done, **read_results(results_csv)}, command))
         tmp.replace(markdown_path)
 
     data_dirs: dict[str, Path] = {}

@@ -83,3 +83,30 @@ def test_results_markdown_is_current_after_every_cell(reproduce, tmp_path, monke
     assert not landmarks_row.split("|")[2].strip().startswith("not run")
     assert hog_row.split("|")[2].strip().startswith("not run")
     assert not list((tmp_path / "out").glob(".*partial"))
+
+
+def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_path):
+    """Old rows keep their values (hardware empty, shown as not recorded); the new row records its machine."""
+    path = tmp_path / "results.csv"
+    old_fields = [f for f in reproduce.CSV_FIELDS if f != "hardware"]
+    old = {f: "" for f in old_fields} | {
+        "cell": "fer5:svm:landmarks:-", "dataset": "fer5", "model": "svm", "feature_set": "landmarks",
+        "epochs": "1", "svm_kernel": "rbf", "public_test_accuracy": "0.5", "private_test_accuracy": "0.4",
+        "seconds": "10.0"}
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_fields)
+        writer.writeheader()
+        writer.writerow(old)
+    new = old | {"cell": "fer7:svm:landmarks:-", "dataset": "fer7", "private_test_accuracy": "0.45",
+                 "hardware": "Test CPU, 2 usable cores, no GPU"}
+    reproduce.append_result(path, new)
+    reproduce.append_result(path, new | {"cell": "fer7:svm:landmarks_hog:-"})  # plain append now
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(reproduce.CSV_FIELDS)
+    assert [r["cell"] for r in rows] == ["fer5:svm:landmarks:-", "fer7:svm:landmarks:-", "fer7:svm:landmarks_hog:-"]
+    assert rows[0]["hardware"] == "" and rows[0]["private_test_accuracy"] == "0.4"
+    assert rows[1]["hardware"] == "Test CPU, 2 usable cores, no GPU"
+    assert not list(tmp_path.glob(".*partial"))
+    markdown = reproduce.render_markdown(reproduce.read_results(path), "python benchmarks/reproduce_table.py")
+    assert "Test CPU, 2 usable cores, no GPU: 2 cells; not recorded" in markdown and ": 1 cell" in markdown
