@@ -23,8 +23,12 @@ this project's 2-core CPU with 2,728 landmarks + sliding-window HOG features, 7 
 2,000 Training faces: fit 3.3 s, predict 3,589 PublicTest faces 14 s (PublicTest 42.9 %); 4,000 faces (CPU shared
 with a smoke run, so ~2-3x inflated): fit 43 s, predict 80 s (45.6 %). Extrapolated to 28,709 faces (fit ~n^2,
 predict ~n): ~15 min fit, ~3 min per 3,589-face split, and ~25 min for the Training accuracy that
-models.training reports, i.e. roughly 45-60 min per SVM cell, ~5 h for the six. LinearSVC (primal) was not faster
-at these sizes (16 s / 121 s fit) and less accurate (35.6 % / 37.2 %), so RBF stays the default.
+models.training reports, i.e. roughly 45-60 min per SVM cell. LinearSVC (primal) was not faster at these sizes
+(16 s / 121 s fit) and less accurate (35.6 % / 37.2 %), so RBF stays the default. Measured full cells (results.csv,
+seconds): 5 classes landmarks + sliding-window HOG 20 min; 7 classes 66 min on a 2-core machine without AVX-512
+(fit and PublicTest 58 min, sharing the CPU with a Keras run); landmarks and landmarks + HOG cells 1-2 min. Keras
+cells on that machine: 10-12 min per 7-class epoch alone (benchmarks/bench_train.py), 16 min beside an SVM fit,
+so 1.5-2 h per 8-epoch cell.
 """
 
 from __future__ import annotations
