@@ -494,15 +494,10 @@ def run_search(
         if trials_file is not None:
             save_trials(plain_copy(current) if spark else current, trials_file)
         rows = trial_rows(current, space)
-        by_tid = {r["tid"]: r for r in rows}
-        best_so_far = None
-        for k, row in enumerate(rows, start=1):
-            if row["status"] == "ok":
-                acc = row["public_test_accuracy"]
-                best_so_far = acc if best_so_far is None else max(best_so_far, acc)
-            if row["tid"] in {t["tid"] for t in new}:
-                log(_progress_line(k, max_evals, by_tid[row["tid"]], best_so_far))
-        reported.update(t["tid"] for t in new)
+        new_tids = {t["tid"] for t in new}
+        for line in progress_lines(rows, reported, new_tids, max_evals):
+            log(line)
+        reported.update(new_tids)
         _write_reports(rows, out, csv_path, None, base_params, _info(rows))
 
     def _info(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -580,6 +575,22 @@ def _fmin(fn: Objective, space: dict[str, Any], **kwargs: Any) -> None:
 
     with contextlib.suppress(AllTrialsFailed):
         fmin(fn, space, return_argmin=False, **kwargs)
+
+
+def progress_lines(rows: list[dict[str, Any]], reported: set[int], new_tids: set[int], total: int) -> list[str]:
+    """One line per newly finished trial, numbered in order of completion: parallel (Spark, Mongo) trials can
+    finish out of tid order, so trial k is the k-th to finish, and "best so far" covers the trials finished by then.
+    ``reported``: tids already printed; ``new_tids``: those to print now."""
+    earlier = [r for r in rows if r["tid"] in reported and r["tid"] not in new_tids]
+    ok = [r["public_test_accuracy"] for r in earlier if r["status"] == "ok"]
+    best_so_far = max(ok) if ok else None
+    lines = []
+    for k, row in enumerate((r for r in rows if r["tid"] in new_tids), start=len(earlier) + 1):
+        if row["status"] == "ok":
+            acc = row["public_test_accuracy"]
+            best_so_far = acc if best_so_far is None else max(best_so_far, acc)
+        lines.append(_progress_line(k, total, row, best_so_far))
+    return lines
 
 
 def _progress_line(k: int, total: int, row: dict[str, Any], best: float | None) -> str:

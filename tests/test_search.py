@@ -424,3 +424,20 @@ def test_mongo_search_with_one_worker(tiny_data, tmp_path, capsys):
     assert "trial 2/2, best so far" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "best_trials.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+
+
+def test_progress_numbers_trials_in_order_of_completion():
+    """Parallel trials (Spark) can finish out of tid order: the k-th to finish is "trial k", best so far is theirs."""
+    from models.search import progress_lines
+
+    def row(tid, acc):
+        return {"tid": tid, "status": "ok", "public_test_accuracy": acc, "error": "", "time_s": 1.0,
+                "learning_rate": 0.01, "learning_rate_decay": 0.9, "optimizer": "momentum",
+                "optimizer_param": 0.9, "keep_prob": 0.8}
+
+    first = progress_lines([row(1, 0.30)], reported=set(), new_tids={1}, total=2)
+    assert len(first) == 1 and first[0].startswith("trial 1/2, best so far 0.3000 | accuracy 0.3000")
+    second = progress_lines([row(0, 0.25), row(1, 0.30)], reported={1}, new_tids={0}, total=2)
+    assert len(second) == 1 and second[0].startswith("trial 2/2, best so far 0.3000 | accuracy 0.2500")
+    both = progress_lines([row(0, 0.25), row(1, 0.30)], reported=set(), new_tids={0, 1}, total=3)
+    assert [line.split(",")[0] for line in both] == ["trial 1/3", "trial 2/3"]
