@@ -87,6 +87,7 @@ class Hyperparams:
     schedule: str = "exponential"  # exponential | cosine | onecycle
     warmup_epochs: float = 0.0
     weight_decay: float = 0.0
+    global_clipnorm: float = 0.0  # rescale each step's gradients to at most this global L2 norm (0: off)
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # 0 disables mixup
     augment: bool = False  # random shifts/crops, horizontal flip, small rotation, random erasing
@@ -211,6 +212,8 @@ class Config:
             raise ValueError(f"optimizer {self.hyperparams.optimizer!r}: choose from {list(OPTIMIZERS)}")
         if self.hyperparams.schedule not in ("exponential", "cosine", "onecycle"):
             raise ValueError(f"schedule {self.hyperparams.schedule!r}: choose exponential, cosine or onecycle")
+        if self.hyperparams.global_clipnorm < 0:
+            raise ValueError(f"global_clipnorm {self.hyperparams.global_clipnorm} must be >= 0 (0: off)")
         if self.network.initializer not in ("keras", "tflearn"):
             raise ValueError(f"initializer {self.network.initializer!r}: choose keras or tflearn")
         if not 0 < self.hyperparams.keep_prob <= 1:

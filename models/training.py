@@ -348,6 +348,8 @@ def make_optimizer(config: Config, steps_per_epoch: int):
     common: dict[str, Any] = {"learning_rate": lr}
     if hp.weight_decay > 0:
         common["weight_decay"] = hp.weight_decay  # decoupled (AdamW-style) decay
+    if hp.global_clipnorm > 0:
+        common["global_clipnorm"] = hp.global_clipnorm
     p = hp.optimizer_param
     optimizer = {
         "momentum": lambda: keras.optimizers.SGD(momentum=p, **common),
