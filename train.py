@@ -57,8 +57,9 @@ _HELP = {
     "--no-standardize-features feeds them raw, as the 2016 code did",
     "initializer": "weight initialisation of Models A/B: keras (Glorot uniform, default) or tflearn (the 2016 "
     "code's: conv uniform +-sqrt(3/fan_in), fully connected truncated normal with stddev 0.02)",
-    "global_clipnorm": "rescale each step's gradients to at most this global L2 norm (default 0: off, as the "
-    "original); a guard against the large early steps of high learning rates",
+    "global_clipnorm": "rescale each step's gradients to at most this global L2 norm (default 0: off). The 2016 "
+    "code clipped at 5.0 (tflearn DNN's default clip_gradients); without it Model B on raw pixels collapses to one "
+    "class",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
