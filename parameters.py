@@ -33,6 +33,8 @@ FEATURE_SETS: dict[str, int] = {
     "landmarks_hog": 136 + 72,
     "landmarks_hog_windows": 136 + 2592,
 }
+# Weight initialisers of Models A/B: Keras' default (Glorot uniform) or the 2016 code's tflearn defaults.
+INITIALIZERS: tuple[str, ...] = ("keras", "tflearn")
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,8 @@ class Config:
             raise ValueError(f"schedule {self.hyperparams.schedule!r}: choose exponential, cosine or onecycle")
         if self.hyperparams.global_clipnorm < 0:
             raise ValueError(f"global_clipnorm {self.hyperparams.global_clipnorm} must be >= 0 (0: off)")
-        if self.network.initializer not in ("keras", "tflearn"):
-            raise ValueError(f"initializer {self.network.initializer!r}: choose keras or tflearn")
+        if self.network.initializer not in INITIALIZERS:
+            raise ValueError(f"initializer {self.network.initializer!r}: choose from {list(INITIALIZERS)}")
         if not 0 < self.hyperparams.keep_prob <= 1:
             raise ValueError(f"keep_prob {self.hyperparams.keep_prob} must lie in (0, 1]")
         if not self.hyperparams.learning_rate > 0:

@@ -39,13 +39,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parameters import FEATURE_SETS, OPTIMIZERS, Config, Hyperparams, load_params_file
+from parameters import FEATURE_SETS, INITIALIZERS, OPTIMIZERS, Config, Hyperparams, load_params_file
 
 _CHOICES = {
     "optimizer": list(OPTIMIZERS),
     "schedule": ["exponential", "cosine", "onecycle"],
     "svm_kernel": ["rbf", "linear", "poly", "sigmoid"],
-    "initializer": ["keras", "tflearn"],
+    "initializer": list(INITIALIZERS),
 }
 _HELP = {
     "init_from": "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "

@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     def write_markdown() -> None:  # after every cell, so a stopped run leaves an up-to-date table
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
-        # re-read the CSV: another reproduce_table process may have appended cells meanwhile
-        tmp.write_text(render_markdown({**done, **read_results(results_csv)}, command))
+        # from the CSV, which also holds cells that another reproduce_table process appended meanwhile
+        tmp.write_text(render_markdown(read_results(results_csv), command))
         tmp.replace(markdown_path)
 
     data_dirs: dict[str, Path] = {}
@@ -381,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(todo)}] {cell.id}", flush=True)
         row = run_cell(cell, data_dirs[cell.dataset], args)
         append_result(results_csv, row)
-        done[cell.id] = {k: str(v) for k, v in row.items()}
         print(f"[{i}/{len(todo)}] {cell.id}: PrivateTest {row['private_test_accuracy']:.4f} "
               f"(PublicTest {row['public_test_accuracy']:.4f}) in {row['seconds']:.0f} s", flush=True)
         write_markdown()

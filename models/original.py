@@ -29,13 +29,12 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 
 
-INITIALIZERS = ("keras", "tflearn")
-
-
 def _kernel_init(kind: str, initializer: str):
     """Kernel initialiser for a "conv" or "dense" layer: Keras' default (Glorot uniform) or tflearn's defaults
     (conv_2d ``uniform_scaling``: uniform +-sqrt(3 / fan_in); fully_connected ``truncated_normal``: stddev 0.02)."""
     from keras import initializers
+
+    from parameters import INITIALIZERS
 
     if initializer not in INITIALIZERS:
         raise ValueError(f"unknown initializer {initializer!r}; choose from {list(INITIALIZERS)}")
