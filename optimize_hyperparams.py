@@ -159,6 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "model": config.network.model,
         "feature_set": config.dataset.feature_set,
         "batch_size": config.training.batch_size,
+        "global_clipnorm": config.hyperparams.global_clipnorm,
     }
     args.base_params = {k: v for k, v in {**base, **shared}.items() if k not in ("epochs", "seed", "save_model")}
     args.overrides = {

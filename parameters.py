@@ -89,9 +89,9 @@ class Hyperparams:
     schedule: str = "exponential"  # exponential | cosine | onecycle
     warmup_epochs: float = 0.0
     weight_decay: float = 0.0
-    # Rescale each step's gradients to at most this global L2 norm (0: off). tflearn's DNN clipped at 5.0 by
-    # default, so the 2016 runs had it; off here until the published results are remeasured with it.
-    global_clipnorm: float = 0.0
+    # Rescale each step's gradients to at most this global L2 norm (0: off). The original's: tflearn's DNN clipped at
+    # 5.0 by default (clip_gradients=5.0), so the 2016 runs had it; without it Model B on raw pixels collapses.
+    global_clipnorm: float = 5.0
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # 0 disables mixup
     augment: bool = False  # random shifts/crops, horizontal flip, small rotation, random erasing
@@ -160,6 +160,8 @@ class OptimizerSearchSpace:
 
 
 _SECTIONS = ("dataset", "network", "hyperparams", "training")
+# Fields added after runs had been saved, with the value those runs trained with (see Config.from_saved).
+SAVED_BEFORE_FIELD: dict[str, dict[str, Any]] = {"hyperparams": {"global_clipnorm": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,21 @@ class Config:
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Inverse of to_dict; also accepts a flat dict like ``{"learning_rate": 0.01}``."""
         return cls().with_overrides(data)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> Config:
+        """A config that a run saved with to_dict (checkpoints, model metadata), possibly by an older version.
+
+        A field the saved config lacks was added later: it takes the value that older version trained with
+        (``SAVED_BEFORE_FIELD``), not today's default, e.g. no gradient clipping for runs saved before
+        ``global_clipnorm`` existed.
+        """
+        filled = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+        for section, fields in SAVED_BEFORE_FIELD.items():
+            if isinstance(filled.get(section), dict):
+                for name, value in fields.items():
+                    filled[section].setdefault(name, value)
+        return cls.from_dict(filled)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """Return a copy with fields replaced; keys are field names, optionally nested by section.

@@ -57,9 +57,9 @@ _HELP = {
     "--no-standardize-features feeds them raw, as the 2016 code did",
     "initializer": "weight initialisation of Models A/B: keras (Glorot uniform, default) or tflearn (the 2016 "
     "code's: conv uniform +-sqrt(3/fan_in), fully connected truncated normal with stddev 0.02)",
-    "global_clipnorm": "rescale each step's gradients to at most this global L2 norm (default 0: off). The 2016 "
-    "code clipped at 5.0 (tflearn DNN's default clip_gradients); without it Model B on raw pixels collapses to one "
-    "class",
+    "global_clipnorm": "rescale each step's gradients to at most this global L2 norm; 0 turns clipping off "
+    "(default 5.0, the 2016 code's: tflearn DNN's default clip_gradients; without it Model B on raw pixels collapses "
+    "to one class)",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
@@ -158,7 +158,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Config() <- --params file <- flags."""
+    """Config() <- --params file <- flags. With --resume the base is the interrupted run's saved config instead of
+    Config(), so a bare ``--resume`` continues the run as it was started (flags still win)."""
+    base = Config()
+    if args.resume:
+        from models.training import saved_config
+
+        base = saved_config(args.out) or base
     overrides: dict[str, Any] = {}
     if args.params is not None:
         overrides.update(load_params_file(args.params))
@@ -166,7 +172,7 @@ def build_config(args: argparse.Namespace) -> Config:
              "batch_size": args.batch_size, "seed": args.seed}
     named.update({f.name: getattr(args, f.name) for f in _hyperparameter_fields()})
     overrides.update({k: v for k, v in named.items() if v is not None})
-    config = Config().with_overrides(overrides)
+    config = base.with_overrides(overrides)
     config.validate()
     return config
 

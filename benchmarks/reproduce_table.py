@@ -73,11 +73,13 @@ FERNET_RECIPE: dict[str, object] = {
     "width": 16, "epochs": 80, "batch_size": 128, "optimizer": "momentum", "optimizer_param": 0.9,
     "learning_rate": 0.05, "schedule": "cosine", "warmup_epochs": 1.0, "weight_decay": 0.0005,
     "label_smoothing": 0.1, "augment": True, "random_erasing": 0.3, "keep_prob": 0.7,
+    "global_clipnorm": 0.0,  # the recipe as measured (README), without the 2016 code's clipping
 }
 MODEL_COLUMNS = {"svm": "SVM", "A": "Model A", "B": "Model B", "fernet": "fernet"}
 CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
-    "public_test_accuracy", "private_test_accuracy", "best_epoch", "n_train", "seconds", "finished", "hardware",
+    "global_clipnorm", "public_test_accuracy", "private_test_accuracy", "best_epoch", "n_train", "seconds",
+    "finished", "hardware",
 )
 
 
@@ -129,6 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "'fer5:B:*,fer7:*:raw:bn' (list them with --list)")
     parser.add_argument("--batchnorm-ablation", action=argparse.BooleanOptionalAction, default=False,
                         help="also train Models A/B without batch norm after the conv layers (default: off)")
+    parser.add_argument("--global-clipnorm", type=float, default=None, metavar="NORM",
+                        help="gradient clipping of the Models A/B cells (default: Config's, 5.0 as the 2016 code; 0 "
+                             "off). Finished cells measured with another value are run again and replaced")
     parser.add_argument("--svm-kernel", choices=["rbf", "linear", "poly", "sigmoid"], default="rbf",
                         help="kernel of the SVM cells' SVC (default rbf, as the original; cost in the docstring)")
     parser.add_argument("--workers", type=int, default=1, help="processes for landmark extraction (default 1)")
@@ -138,6 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
+    if args.global_clipnorm is not None and args.global_clipnorm < 0:
+        parser.error("--global-clipnorm must be >= 0 (0: off)")
     if args.limit is not None and args.limit < 2:
         parser.error("--limit must be >= 2")
     if not args.list and not args.csv.is_file():
@@ -185,22 +192,43 @@ def prepare_data(dataset: str, args: argparse.Namespace) -> Path:
     return out
 
 
-def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, object]:
-    """Train (resuming an interrupted run) and evaluate one cell; the CSV row."""
-    from models.evaluation import evaluate_run
-    from models.training import train
+def cell_config(cell: Cell, args: argparse.Namespace):
+    """The parameters.Config one cell trains with."""
     from parameters import Config
 
     overrides: dict[str, object] = {
         "model": cell.model, "feature_set": cell.feature_set, "seed": args.seed,
         "use_batchnorm_after_conv_layers": cell.batchnorm, "svm_kernel": args.svm_kernel,
     }
+    if cell.model in ("A", "B") and args.global_clipnorm is not None:
+        overrides["global_clipnorm"] = args.global_clipnorm
     if cell.model == "fernet":
         overrides.update(FERNET_RECIPE)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    config = Config().with_overrides(overrides)
-    run_dir = args.work_dir / "runs" / cell.id.replace(":", "_")
+    return Config().with_overrides(overrides)
+
+
+def cell_clipnorm(cell: Cell, args: argparse.Namespace) -> str:
+    """The results.csv ``global_clipnorm`` value of a cell run now ("" for the SVM, which has no gradients)."""
+    return "" if cell.model == "svm" else f"{cell_config(cell, args).hyperparams.global_clipnorm:g}"
+
+
+def row_clipnorm(row: dict[str, str]) -> str:
+    """A row's ``global_clipnorm``; rows from before the column was added trained without clipping ("0")."""
+    return "" if row["model"] == "svm" else (row.get("global_clipnorm") or "0")
+
+
+def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, object]:
+    """Train (resuming an interrupted run) and evaluate one cell; the CSV row."""
+    from models.evaluation import evaluate_run
+    from models.training import train
+
+    config = cell_config(cell, args)
+    clipnorm = cell_clipnorm(cell, args)
+    # Runs with clipping get their own directory: a checkpoint from an unclipped run must not be resumed.
+    suffix = f"_clip{clipnorm}" if clipnorm not in ("", "0") else ""
+    run_dir = args.work_dir / "runs" / (cell.id.replace(":", "_") + suffix)
     start = time.perf_counter()
     result = train(config, data_dir, run_dir, resume=True, verbose=args.verbose)
     evaluated = time.perf_counter()
@@ -212,7 +240,7 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
         "model": cell.model, "feature_set": cell.feature_set,
         "batchnorm": "" if cell.model == "svm" else cell.batchnorm,
         "epochs": 1 if cell.model == "svm" else config.training.epochs, "limit": args.limit or "",
-        "svm_kernel": args.svm_kernel if cell.model == "svm" else "",
+        "svm_kernel": args.svm_kernel if cell.model == "svm" else "", "global_clipnorm": clipnorm,
         "public_test_accuracy": round(metrics["public_test_accuracy"], 5),
         "private_test_accuracy": round(metrics["private_test_accuracy"], 5),
         "best_epoch": result.best_epoch, "n_train": _n_train(data_dir),
@@ -236,18 +264,19 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
 
 
 def append_result(path: Path, row: dict[str, object]) -> None:
-    """Add one row to the results CSV; a CSV written before a column existed is rewritten (atomically) with the
-    current header, its old rows leaving the new columns empty."""
+    """Add one row to the results CSV, replacing the cell's earlier row if any. A CSV written before a column existed
+    is rewritten (atomically) with the current header, its old rows leaving the new columns empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = None
     if path.is_file():
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), None)
-    if header == list(CSV_FIELDS):
+    old = read_results(path) if header else {}
+    if header == list(CSV_FIELDS) and row["cell"] not in old:
         with path.open("a", newline="") as handle:
             csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(row)
         return
-    old_rows = list(read_results(path).values()) if header else []
+    old_rows = [r for cell, r in old.items() if cell != row["cell"]]
     tmp = path.with_name(f".{path.name}.partial")
     with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
@@ -299,7 +328,11 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     """RESULTS.md: the 5- and 7-expression tables (ours beside the original), batch-norm ablation, FER+."""
     def cell(dataset: str, model: str, fs: str, bn: str) -> str:
         row = rows.get(Cell(dataset, model, fs, bn == "bn").id)
-        return _pct(row["private_test_accuracy"]) if row else ("–" if model == "svm" and fs == "raw" else "not run")
+        if not row:
+            return "–" if model == "svm" and fs == "raw" else "not run"
+        return _pct(row["private_test_accuracy"]) + (" †" if model in ("A", "B") and row_clipnorm(row) == "0" else "")
+
+    clipnorms = Counter(row_clipnorm(r) for r in rows.values() if r["model"] in ("A", "B"))
 
     total = sum(float(r["seconds"]) for r in rows.values())
     epochs = sorted({r["epochs"] for r in rows.values() if r["model"] != "svm"})
@@ -316,6 +349,9 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         f"- wall time of the cells: {total / 3600:.2f} h ({len(rows)} cells); epochs per Keras cell: "
         f"{', '.join(map(str, epochs)) or '–'}; --limit: {', '.join(str(x) or 'none' for x in limits) or 'none'}",
         f"- SVM: {', '.join(sorted({r['svm_kernel'] for r in rows.values() if r['svm_kernel']})) or '–'} kernel",
+        "- Models A/B, gradient clipping to a global norm (`global_clipnorm`; the 2016 code clipped at 5.0, "
+        "tflearn's default): " + ("; ".join(f"{'off' if c == '0' else c}: {n} cell{'s' * (n != 1)}"
+                                           for c, n in sorted(clipnorms.items())) or "–"),
         "",
     ]
     for dataset, title in (("fer5", "5 expressions (Angry, Happy, Sad, Surprise, Neutral)"),
@@ -330,6 +366,10 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
             out.append(f"| {label} | " + " | ".join(values) + " |")
         if dataset == "fer7":
             out += ["", f"The original reports {ORIGINAL_SEVEN} % for its best model on all 7 expressions."]
+        if any(r["dataset"] == dataset and r["model"] in ("A", "B") and row_clipnorm(r) == "0"
+               for r in rows.values()):
+            out += ["", "† trained without gradient clipping (`global_clipnorm` 0, before we found that the 2016 "
+                    "code clipped at 5.0); the default run redoes these cells with clipping."]
         out.append("")
     ablation = [r for r in rows.values() if r["batchnorm"] == "False"]
     if ablation:
@@ -344,8 +384,10 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     ferplus = [r for r in rows.values() if r["dataset"] == "ferplus"]
     if ferplus:
         out += ["## FER+ (majority-vote labels, 8 classes; published FER+ results ~85-90 %)", "",
-                "| model | features | epochs | PublicTest | PrivateTest |", "| --- | --- | --- | --- | --- |"]
+                "| model | features | epochs | gradient clipping | PublicTest | PrivateTest |",
+                "| --- | --- | --- | --- | --- | --- |"]
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
+                f"{'off' if row_clipnorm(r) == '0' else row_clipnorm(r)} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",
@@ -361,9 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(c.id for c in cells))
         return 0
     results_csv = args.out_dir / "results.csv"
-    done = read_results(results_csv)
-    todo = [c for c in cells if c.id not in done]
+    rows = read_results(results_csv)
+    todo = [c for c in cells if c.id not in rows or row_clipnorm(rows[c.id]) != cell_clipnorm(c, args)]
+    redo = [c for c in todo if c.id in rows]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results_csv}, {len(todo)} to run", flush=True)
+    if redo:
+        print(f"{len(redo)} of them measured with other gradient clipping, run again: "
+              + ", ".join(f"{c.id} (global_clipnorm {row_clipnorm(rows[c.id])} -> {cell_clipnorm(c, args)})"
+                          for c in redo), flush=True)
     command = shlex.join(["python", "benchmarks/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
     markdown_path = args.out_dir / "RESULTS.md"
 

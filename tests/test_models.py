@@ -206,7 +206,9 @@ def test_schedules_and_optimizers_follow_the_config():
             assert getattr(optimizer, attribute) == pytest.approx(0.9)
     decayed = make_optimizer(cfg.with_overrides({"weight_decay": 1e-4}), 10)
     assert decayed.weight_decay == pytest.approx(1e-4)
-    assert make_optimizer(cfg, 10).global_clipnorm is None  # off by default, as the original
+    # clipped to global norm 5.0 by default, as tflearn's DNN (clip_gradients=5.0) in the 2016 code; 0 turns it off
+    assert make_optimizer(cfg, 10).global_clipnorm == pytest.approx(5.0)
+    assert make_optimizer(cfg.with_overrides({"global_clipnorm": 0.0}), 10).global_clipnorm is None
     clipped = make_optimizer(cfg.with_overrides({"global_clipnorm": 1.0}), 10)
     assert clipped.global_clipnorm == pytest.approx(1.0)
     with pytest.raises(ValueError, match="global_clipnorm"):

@@ -227,6 +227,30 @@ def test_resume_continues_exactly(tmp_path, data_dir):
     assert len(rows) == 3  # header + one row per epoch, no duplicates
 
 
+def test_bare_resume_continues_the_saved_config(tmp_path, data_dir):
+    import train
+    from models.training import TrainingError
+    from parameters import Config
+
+    saved = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 3,
+                                     "learning_rate": 0.05}).to_dict()
+    del saved["hyperparams"]["global_clipnorm"]  # saved before the field existed: those runs did not clip
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "state.json").write_text(json.dumps({"config": saved}))
+    (checkpoints / "last.keras").write_bytes(b"")
+    args = ["--data", str(data_dir), "--out", str(tmp_path / "run")]
+    config = train.build_config(train.parse_args([*args, "--resume", "--epochs", "5"]))
+    assert (config.network.model, config.dataset.feature_set) == ("A", "landmarks")
+    assert config.hyperparams.learning_rate == 0.05 and config.training.epochs == 5  # saved, then the flag
+    assert config.hyperparams.global_clipnorm == 0.0
+    fresh = train.build_config(train.parse_args(args))  # no --resume: the defaults
+    assert fresh.network.model == "B" and fresh.hyperparams.global_clipnorm == 5.0
+    (checkpoints / "state.json").write_text("{")
+    with pytest.raises(TrainingError, match="state.json is unreadable"):
+        train.build_config(train.parse_args([*args, "--resume"]))
+
+
 def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
     from models.training import train
     from parameters import Config
