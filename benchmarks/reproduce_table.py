@@ -8,8 +8,11 @@ present. Each cell: data.convert.convert (once per label set) -> models.training
 models.evaluation.evaluate_run (PrivateTest, once).
 
 Resumable: every finished cell appends a row to the results CSV and is skipped on the next run; an interrupted cell
-continues from its run directory's checkpoint (train's --resume). Writes RESULTS.md (our PrivateTest accuracy beside
-the original numbers, with hardware, wall time and the command) and results.csv to --out-dir.
+continues from its run directory's checkpoint (train's --resume). results.csv records each Keras cell's gradient
+clipping (``global_clipnorm``; default 5.0, as the 2016 code): a finished cell measured with another value (rows
+from before the column trained without clipping) is run again and its row replaced. Writes RESULTS.md (our
+PrivateTest accuracy beside the original numbers, with hardware, wall time and the command) and results.csv to
+--out-dir.
 
     # the full grid (hours on a CPU): docs/RESULTS.md + docs/results.csv, work files in runs/reproduce/
     python benchmarks/reproduce_table.py
