@@ -528,22 +528,29 @@ def _check_same_task(
             raise TrainingError(f"{prefix} {what} {old}, not {new}")
 
 
-def saved_config(out_dir: str | Path) -> Config | None:
-    """The config of the interrupted run in ``out_dir`` (what ``--resume`` continues), None without checkpoints."""
+def _read_state(out_dir: str | Path) -> tuple[dict[str, Any], Config] | None:
+    """The checkpoint state of the interrupted run in ``out_dir`` and its config; None without checkpoints."""
     state_path = Path(out_dir) / "checkpoints" / "state.json"
     if not (state_path.is_file() and (Path(out_dir) / "checkpoints" / "last.keras").is_file()):
         return None
     try:
-        return Config.from_saved(json.loads(state_path.read_text())["config"])
+        state = json.loads(state_path.read_text())
+        return state, Config.from_saved(state["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise TrainingError(f"cannot resume {out_dir}: {state_path} is unreadable ({err})") from None
 
 
+def saved_config(out_dir: str | Path) -> Config | None:
+    """The config of the interrupted run in ``out_dir`` (what ``--resume`` continues), None without checkpoints."""
+    found = _read_state(out_dir)
+    return found[1] if found else None
+
+
 def _load_state(out_dir: Path, config: Config, class_names: list[str]) -> dict[str, Any] | None:
-    saved = saved_config(out_dir)
-    if saved is None:
+    found = _read_state(out_dir)
+    if found is None:
         return None
-    state = json.loads((out_dir / "checkpoints" / "state.json").read_text())
+    state, saved = found
     _check_same_task(
         f"cannot resume {out_dir}: it was trained with",
         (saved.network.model, saved.dataset.feature_set, list(saved.dataset.expressions)), config, class_names,
