@@ -212,9 +212,14 @@ def cell_config(cell: Cell, args: argparse.Namespace):
     return Config().with_overrides(overrides)
 
 
+def _clipnorm_field(model: str, config) -> str:
+    """The results.csv ``global_clipnorm`` value of a config ("" for the SVM, which has no gradients)."""
+    return "" if model == "svm" else f"{config.hyperparams.global_clipnorm:g}"
+
+
 def cell_clipnorm(cell: Cell, args: argparse.Namespace) -> str:
-    """The results.csv ``global_clipnorm`` value of a cell run now ("" for the SVM, which has no gradients)."""
-    return "" if cell.model == "svm" else f"{cell_config(cell, args).hyperparams.global_clipnorm:g}"
+    """The results.csv ``global_clipnorm`` value of a cell run now."""
+    return _clipnorm_field(cell.model, cell_config(cell, args))
 
 
 def row_clipnorm(row: dict[str, str]) -> str:
@@ -228,7 +233,7 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
     from models.training import train
 
     config = cell_config(cell, args)
-    clipnorm = cell_clipnorm(cell, args)
+    clipnorm = _clipnorm_field(cell.model, config)
     # Runs with clipping get their own directory: a checkpoint from an unclipped run must not be resumed.
     suffix = f"_clip{clipnorm}" if clipnorm not in ("", "0") else ""
     run_dir = args.work_dir / "runs" / (cell.id.replace(":", "_") + suffix)
@@ -314,6 +319,10 @@ def hardware() -> str:
 # ------------------------------------------------------------------------------------------------- report
 
 
+def _clip_label(clipnorm: str) -> str:
+    return "off" if clipnorm == "0" else clipnorm
+
+
 def _pct(value: str | float | None) -> str:
     return "–" if value in (None, "") else f"{100 * float(value):.1f} %"
 
@@ -353,7 +362,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         f"{', '.join(map(str, epochs)) or '–'}; --limit: {', '.join(str(x) or 'none' for x in limits) or 'none'}",
         f"- SVM: {', '.join(sorted({r['svm_kernel'] for r in rows.values() if r['svm_kernel']})) or '–'} kernel",
         "- Models A/B, gradient clipping to a global norm (`global_clipnorm`; the 2016 code clipped at 5.0, "
-        "tflearn's default): " + ("; ".join(f"{'off' if c == '0' else c}: {n} cell{'s' * (n != 1)}"
+        "tflearn's default): " + ("; ".join(f"{_clip_label(c)}: {n} cell{'s' * (n != 1)}"
                                            for c, n in sorted(clipnorms.items())) or "–"),
         "",
     ]
@@ -390,7 +399,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
                 "| model | features | epochs | gradient clipping | PublicTest | PrivateTest |",
                 "| --- | --- | --- | --- | --- | --- |"]
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
-                f"{'off' if row_clipnorm(r) == '0' else row_clipnorm(r)} | "
+                f"{_clip_label(row_clipnorm(r))} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",
