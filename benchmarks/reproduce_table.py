@@ -8,9 +8,11 @@ present. Each cell: data.convert.convert (once per label set) -> models.training
 models.evaluation.evaluate_run (PrivateTest, once).
 
 Resumable: every finished cell appends a row to the results CSV and is skipped on the next run; an interrupted cell
-continues from its run directory's checkpoint (train's --resume). results.csv records each Keras cell's gradient
-clipping (``global_clipnorm``; default 5.0, as the 2016 code): a finished cell measured with another value (rows
-from before the column trained without clipping) is run again and its row replaced. Writes RESULTS.md (our
+continues from its run directory's checkpoint (train's --resume). results.csv records each Keras cell's recipe
+beyond its id, both defaulting to the 2016 code's behaviour: gradient clipping (``global_clipnorm``, 5.0) and, for
+Models A/B with a feature branch, whether the landmark/HOG features are standardised (``standardize_features``,
+off: the 2016 code fed them unscaled). A finished cell measured with another recipe (rows from before a column
+trained without clipping, with standardised features) is run again and its row replaced. Writes RESULTS.md (our
 PrivateTest accuracy beside the original numbers, with hardware, wall time and the command) and results.csv to
 --out-dir.
 
@@ -81,8 +83,8 @@ FERNET_RECIPE: dict[str, object] = {
 MODEL_COLUMNS = {"svm": "SVM", "A": "Model A", "B": "Model B", "fernet": "fernet"}
 CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
-    "global_clipnorm", "public_test_accuracy", "private_test_accuracy", "best_epoch", "n_train", "seconds",
-    "finished", "hardware",
+    "global_clipnorm", "standardize_features", "public_test_accuracy", "private_test_accuracy", "best_epoch",
+    "n_train", "seconds", "finished", "hardware",
 )
 
 
@@ -137,6 +139,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--global-clipnorm", type=float, default=None, metavar="NORM",
                         help="gradient clipping of the Models A/B cells (default: Config's, 5.0 as the 2016 code; 0 "
                              "off). Finished cells measured with another value are run again and replaced")
+    parser.add_argument("--standardize-features", action=argparse.BooleanOptionalAction, default=False,
+                        help="standardise the landmark/HOG inputs of the Models A/B cells with Training statistics, "
+                             "as train.py does by default (default: off, unscaled as the 2016 code). Finished cells "
+                             "measured the other way are run again and replaced")
     parser.add_argument("--svm-kernel", choices=["rbf", "linear", "poly", "sigmoid"], default="rbf",
                         help="kernel of the SVM cells' SVC (default rbf, as the original; cost in the docstring)")
     parser.add_argument("--workers", type=int, default=1, help="processes for landmark extraction (default 1)")
@@ -203,8 +209,10 @@ def cell_config(cell: Cell, args: argparse.Namespace):
         "model": cell.model, "feature_set": cell.feature_set, "seed": args.seed,
         "use_batchnorm_after_conv_layers": cell.batchnorm, "svm_kernel": args.svm_kernel,
     }
-    if cell.model in ("A", "B") and args.global_clipnorm is not None:
-        overrides["global_clipnorm"] = args.global_clipnorm
+    if cell.model in ("A", "B"):
+        overrides["standardize_features"] = args.standardize_features
+        if args.global_clipnorm is not None:
+            overrides["global_clipnorm"] = args.global_clipnorm
     if cell.model == "fernet":
         overrides.update(FERNET_RECIPE)
     if args.epochs is not None:
@@ -212,19 +220,42 @@ def cell_config(cell: Cell, args: argparse.Namespace):
     return Config().with_overrides(overrides)
 
 
-def _clipnorm_field(model: str, config) -> str:
-    """The results.csv ``global_clipnorm`` value of a config ("" for the SVM, which has no gradients)."""
-    return "" if model == "svm" else f"{config.hyperparams.global_clipnorm:g}"
+def _has_feature_branch(model: str, feature_set: str) -> bool:
+    return model in ("A", "B") and feature_set != "raw"
 
 
-def cell_clipnorm(cell: Cell, args: argparse.Namespace) -> str:
-    """The results.csv ``global_clipnorm`` value of a cell run now."""
-    return _clipnorm_field(cell.model, cell_config(cell, args))
+def _recipe_fields(cell: Cell, config) -> dict[str, str]:
+    """A config's results.csv recipe fields: ``global_clipnorm`` ("" for the SVM, which has no gradients) and
+    ``standardize_features`` ("" where no Model A/B feature branch reads features)."""
+    return {
+        "global_clipnorm": "" if cell.model == "svm" else f"{config.hyperparams.global_clipnorm:g}",
+        "standardize_features": (str(config.network.standardize_features)
+                                 if _has_feature_branch(cell.model, cell.feature_set) else ""),
+    }
+
+
+def cell_recipe(cell: Cell, args: argparse.Namespace) -> dict[str, str]:
+    """The results.csv recipe fields of a cell run now."""
+    return _recipe_fields(cell, cell_config(cell, args))
+
+
+def row_recipe(row: dict[str, str]) -> dict[str, str]:
+    """A row's recipe fields. Rows from before a column was added trained without clipping ("0") and with
+    standardised features ("True"), the defaults of those days."""
+    return {
+        "global_clipnorm": "" if row["model"] == "svm" else (row.get("global_clipnorm") or "0"),
+        "standardize_features": ((row.get("standardize_features") or "True")
+                                 if _has_feature_branch(row["model"], row["feature_set"]) else ""),
+    }
 
 
 def row_clipnorm(row: dict[str, str]) -> str:
-    """A row's ``global_clipnorm``; rows from before the column was added trained without clipping ("0")."""
-    return "" if row["model"] == "svm" else (row.get("global_clipnorm") or "0")
+    return row_recipe(row)["global_clipnorm"]
+
+
+def _recipe_change(old: dict[str, str], new: dict[str, str]) -> str:
+    """``global_clipnorm 0 -> 5, standardize_features True -> False``: the fields that differ."""
+    return ", ".join(f"{key} {old[key]} -> {new[key]}" for key in new if old[key] != new[key])
 
 
 def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, object]:
@@ -233,9 +264,10 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
     from models.training import train
 
     config = cell_config(cell, args)
-    clipnorm = _clipnorm_field(cell.model, config)
-    # Runs with clipping get their own directory: a checkpoint from an unclipped run must not be resumed.
-    suffix = f"_clip{clipnorm}" if clipnorm not in ("", "0") else ""
+    recipe = _recipe_fields(cell, config)
+    # Each recipe gets its own directory: a checkpoint trained another way must not be resumed.
+    suffix = f"_clip{recipe['global_clipnorm']}" if recipe["global_clipnorm"] not in ("", "0") else ""
+    suffix += "_rawfeat" if recipe["standardize_features"] == "False" else ""
     run_dir = args.work_dir / "runs" / (cell.id.replace(":", "_") + suffix)
     start = time.perf_counter()
     result = train(config, data_dir, run_dir, resume=True, verbose=args.verbose)
@@ -248,7 +280,7 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
         "model": cell.model, "feature_set": cell.feature_set,
         "batchnorm": "" if cell.model == "svm" else cell.batchnorm,
         "epochs": 1 if cell.model == "svm" else config.training.epochs, "limit": args.limit or "",
-        "svm_kernel": args.svm_kernel if cell.model == "svm" else "", "global_clipnorm": clipnorm,
+        "svm_kernel": args.svm_kernel if cell.model == "svm" else "", **recipe,
         "public_test_accuracy": round(metrics["public_test_accuracy"], 5),
         "private_test_accuracy": round(metrics["private_test_accuracy"], 5),
         "best_epoch": result.best_epoch, "n_train": _n_train(data_dir),
@@ -323,6 +355,16 @@ def _clip_label(clipnorm: str) -> str:
     return "off" if clipnorm == "0" else clipnorm
 
 
+_SCALING_LABELS = {"False": "unscaled", "True": "standardised"}
+
+
+def _marks(row: dict[str, str]) -> str:
+    """" †" for a Model A/B cell trained without clipping, " ‡" for one with standardised features."""
+    recipe = row_recipe(row)
+    return (" †" if recipe["global_clipnorm"] == "0" else "") + (" ‡" if recipe["standardize_features"] == "True"
+                                                                  else "")
+
+
 def _pct(value: str | float | None) -> str:
     return "–" if value in (None, "") else f"{100 * float(value):.1f} %"
 
@@ -342,9 +384,11 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         row = rows.get(Cell(dataset, model, fs, bn == "bn").id)
         if not row:
             return "–" if model == "svm" and fs == "raw" else "not run"
-        return _pct(row["private_test_accuracy"]) + (" †" if model in ("A", "B") and row_clipnorm(row) == "0" else "")
+        return _pct(row["private_test_accuracy"]) + _marks(row)
 
     clipnorms = Counter(row_clipnorm(r) for r in rows.values() if r["model"] in ("A", "B"))
+    scalings = Counter(row_recipe(r)["standardize_features"] for r in rows.values()
+                       if _has_feature_branch(r["model"], r["feature_set"]))
 
     total = sum(float(r["seconds"]) for r in rows.values())
     epochs = sorted({r["epochs"] for r in rows.values() if r["model"] != "svm"})
@@ -364,6 +408,9 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         "- Models A/B, gradient clipping to a global norm (`global_clipnorm`; the 2016 code clipped at 5.0, "
         "tflearn's default): " + ("; ".join(f"{_clip_label(c)}: {n} cell{'s' * (n != 1)}"
                                            for c, n in sorted(clipnorms.items())) or "–"),
+        "- Models A/B with landmark/HOG features, feature inputs (`standardize_features`; the 2016 code fed them "
+        "unscaled): " + ("; ".join(f"{_SCALING_LABELS[s]}: {n} cell{'s' * (n != 1)}"
+                                    for s, n in sorted(scalings.items())) or "–"),
         "",
     ]
     for dataset, title in (("fer5", "5 expressions (Angry, Happy, Sad, Surprise, Neutral)"),
@@ -378,10 +425,13 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
             out.append(f"| {label} | " + " | ".join(values) + " |")
         if dataset == "fer7":
             out += ["", f"The original reports {ORIGINAL_SEVEN} % for its best model on all 7 expressions."]
-        if any(r["dataset"] == dataset and r["model"] in ("A", "B") and row_clipnorm(r) == "0"
-               for r in rows.values()):
+        marks = "".join(_marks(r) for r in rows.values() if r["dataset"] == dataset)
+        if "†" in marks:
             out += ["", "† trained without gradient clipping (`global_clipnorm` 0, before we found that the 2016 "
                     "code clipped at 5.0); the default run redoes these cells with clipping."]
+        if "‡" in marks:
+            out += ["", "‡ landmark/HOG features standardised with Training statistics (the 2016 code fed them "
+                    "unscaled, as the default run now does); the default run redoes these cells."]
         out.append("")
     ablation = [r for r in rows.values() if r["batchnorm"] == "False"]
     if ablation:
@@ -416,13 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results_csv = args.out_dir / "results.csv"
     rows = read_results(results_csv)
-    todo = [c for c in cells if c.id not in rows or row_clipnorm(rows[c.id]) != cell_clipnorm(c, args)]
+    todo = [c for c in cells if c.id not in rows or row_recipe(rows[c.id]) != cell_recipe(c, args)]
     redo = [c for c in todo if c.id in rows]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results_csv}, {len(todo)} to run", flush=True)
     if redo:
-        print(f"{len(redo)} of them measured with other gradient clipping, run again: "
-              + ", ".join(f"{c.id} (global_clipnorm {row_clipnorm(rows[c.id])} -> {cell_clipnorm(c, args)})"
-                          for c in redo), flush=True)
+        print(f"{len(redo)} of them measured with another recipe, run again: "
+              + ", ".join(f"{c.id} ({_recipe_change(row_recipe(rows[c.id]), cell_recipe(c, args))})" for c in redo),
+              flush=True)
     command = shlex.join(["python", "benchmarks/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
     markdown_path = args.out_dir / "RESULTS.md"
 

@@ -112,13 +112,14 @@ def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_
     assert "Test CPU, 2 usable cores, no GPU: 2 cells; not recorded" in markdown and ": 1 cell" in markdown
 
 
-def test_cells_trained_without_clipping_are_marked_then_redone_and_replaced(reproduce, tmp_path, monkeypatch,
-                                                                           capsys):
-    """Rows from before the global_clipnorm column trained without clipping: RESULTS.md marks them, the default
-    run (clipping at 5.0, as the 2016 code) redoes them and keeps one row per cell; --global-clipnorm 0 keeps them."""
+def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced(reproduce, tmp_path, monkeypatch,
+                                                                               capsys):
+    """Rows from before the global_clipnorm and standardize_features columns trained without clipping and with
+    standardised features: RESULTS.md marks them, the default run (the 2016 code's clipping at 5.0 and unscaled
+    features) redoes them and keeps one row per cell; asking for the old recipe keeps them."""
     path = tmp_path / "out" / "results.csv"
     path.parent.mkdir()
-    old_fields = [f for f in reproduce.CSV_FIELDS if f != "global_clipnorm"]
+    old_fields = [f for f in reproduce.CSV_FIELDS if f not in ("global_clipnorm", "standardize_features")]
     base = {f: "" for f in old_fields} | {"dataset": "fer5", "n_classes": "5", "epochs": "8",
                                           "public_test_accuracy": "0.5", "private_test_accuracy": "0.4",
                                           "seconds": "10.0"}
@@ -126,30 +127,57 @@ def test_cells_trained_without_clipping_are_marked_then_redone_and_replaced(repr
         writer = csv.DictWriter(handle, fieldnames=old_fields)
         writer.writeheader()
         writer.writerow(base | {"cell": "fer5:A:raw:bn", "model": "A", "feature_set": "raw", "batchnorm": "True"})
+        writer.writerow(base | {"cell": "fer5:B:landmarks:bn", "model": "B", "feature_set": "landmarks",
+                                "batchnorm": "True"})
         writer.writerow(base | {"cell": "fer5:svm:landmarks:-", "model": "svm", "feature_set": "landmarks",
                                 "svm_kernel": "rbf"})
     before = reproduce.render_markdown(reproduce.read_results(path), "cmd")
-    assert "40.0 % † (72.4 %)" in before and "without gradient clipping" in before and "off: 1 cell" in before
+    assert "40.0 % † (72.4 %)" in before and "40.0 % † ‡ (74.4 %)" in before and "40.0 % (46.9 %)" in before
+    assert "without gradient clipping" in before and "off: 2 cells" in before
+    assert "features standardised" in before and "standardised: 1 cell" in before
 
     ran = []
 
     def fake_run_cell(cell, data_dir, args):
         ran.append(cell.id)
         return base | {"cell": cell.id, "model": cell.model, "feature_set": cell.feature_set, "batchnorm": "True",
-                       "global_clipnorm": reproduce.cell_clipnorm(cell, args), "public_test_accuracy": 0.5,
+                       **reproduce.cell_recipe(cell, args), "public_test_accuracy": 0.5,
                        "private_test_accuracy": 0.6, "seconds": 10.0}
 
     monkeypatch.setattr(reproduce, "run_cell", fake_run_cell)
     monkeypatch.setattr(reproduce, "prepare_data", lambda dataset, args: tmp_path)
     csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((2, 1, 1), seed=5))
     common = ["--csv", str(csv_path), "--out-dir", str(tmp_path / "out"), "--no-ferplus-cells",
-              "--only", "fer5:A:raw:bn,fer5:svm:landmarks:-"]
-    assert reproduce.main([*common, "--global-clipnorm", "0"]) == 0 and ran == []  # measured as asked
+              "--only", "fer5:A:raw:bn,fer5:B:landmarks:bn,fer5:svm:landmarks:-"]
+    assert reproduce.main([*common, "--global-clipnorm", "0", "--standardize-features"]) == 0
+    assert ran == []  # measured as asked
+    assert reproduce.main([*common, "--global-clipnorm", "0"]) == 0
+    assert ran == ["fer5:B:landmarks:bn"]
+    assert "fer5:B:landmarks:bn (standardize_features True -> False)" in capsys.readouterr().out
+    ran.clear()
     assert reproduce.main(common) == 0
-    assert ran == ["fer5:A:raw:bn"]
-    assert "fer5:A:raw:bn (global_clipnorm 0 -> 5)" in capsys.readouterr().out
+    assert ran == ["fer5:A:raw:bn", "fer5:B:landmarks:bn"]
+    assert "fer5:A:raw:bn (global_clipnorm 0 -> 5), fer5:B:landmarks:bn (global_clipnorm 0 -> 5)" in (
+        capsys.readouterr().out)
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["cell"], r["global_clipnorm"]) for r in rows] == [("fer5:svm:landmarks:-", ""), ("fer5:A:raw:bn", "5")]
+    assert [(r["cell"], r["global_clipnorm"], r["standardize_features"]) for r in rows] == [
+        ("fer5:svm:landmarks:-", "", ""), ("fer5:A:raw:bn", "5", ""), ("fer5:B:landmarks:bn", "5", "False")]
     after = (tmp_path / "out" / "RESULTS.md").read_text()
-    assert "60.0 % (72.4 %)" in after and "†" not in after and "5: 1 cell" in after
+    assert "60.0 % (72.4 %)" in after and "60.0 % (74.4 %)" in after and "†" not in after and "‡" not in after
+    assert "5: 2 cells" in after and "unscaled: 1 cell" in after
+
+
+def test_cell_configs_follow_the_2016_recipe(reproduce):
+    """Models A/B: clipping 5.0 and unscaled features by default; the flags change them; fernet keeps its recipe."""
+    args = reproduce.parse_args(["--list"])
+    cfg = reproduce.cell_config(reproduce.Cell("fer7", "B", "landmarks_hog_windows"), args)
+    assert cfg.hyperparams.global_clipnorm == 5.0 and cfg.network.standardize_features is False
+    assert reproduce.cell_recipe(reproduce.Cell("fer7", "A", "raw"), args) == {
+        "global_clipnorm": "5", "standardize_features": ""}
+    assert reproduce.cell_recipe(reproduce.Cell("fer7", "svm", "landmarks"), args) == {
+        "global_clipnorm": "", "standardize_features": ""}
+    assert reproduce.cell_recipe(reproduce.Cell("ferplus", "fernet", "raw"), args)["global_clipnorm"] == "0"
+    args = reproduce.parse_args(["--list", "--standardize-features", "--global-clipnorm", "1"])
+    assert reproduce.cell_recipe(reproduce.Cell("fer5", "A", "landmarks"), args) == {
+        "global_clipnorm": "1", "standardize_features": "True"}
