@@ -444,6 +444,25 @@ def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, ca
     assert float(cells[2][:-2]) == pytest.approx(100 * public, abs=0.051)  # "as is" is the model's own accuracy
 
 
+def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gradient_norm
+
+    from models import build_model
+
+    model = build_model("A", 3, 208)
+    shapes = [tuple(v.shape) for v in gradient_norm.feature_branch_variables(model)]
+    assert shapes == [(208, 1024), (1024,), (1024, 40), (40,)]  # the feature branch's FC 1024 -> FC 40
+    assert gradient_norm.main(["--data", str(data_dir), "--model", "A", "--features", "landmarks",
+                               "--batches", "1", "--batch-size", "8"]) == 0
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()[-2:]]
+    assert [r[0] for r in rows] == ["standardised", "unscaled (2016)"]
+    norms, scales, shares = ([float(r[i].split()[0]) for r in rows] for i in (1, 2, 3))
+    assert all(n > 0 for n in norms) and all(0 < s <= 1 for s in scales) and all(0 <= s <= 1 for s in shares)
+    assert all(abs(s - min(1.0, 5.0 / n)) < 0.01 for s, n in zip(scales, norms, strict=True))  # clipping at 5.0
+    assert shares[1] > shares[0]  # landmark coordinates up to 48 dominate the unscaled gradient
+
+
 def test_recalibrate_batchnorm_averages_batch_statistics():
     import keras
 
