@@ -41,12 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def feature_branch_variables(model) -> list:
     """The trainable variables of the two FC layers that read the ``feature_norm`` output (FC 1024 -> FC merge)."""
-    first = model.get_layer("feature_norm")
-    found = []
+    found, layer = [], model.get_layer("feature_norm")
     for _ in range(2):
-        (node,) = first._outbound_nodes
-        first = node.operation
-        found += first.trainable_variables
+        (layer,) = [other for other in model.layers if getattr(other, "input", None) is layer.output]
+        found += layer.trainable_variables
     return found
 
 

@@ -446,10 +446,11 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     ferplus = [r for r in rows.values() if r["dataset"] == "ferplus"]
     if ferplus:
         out += ["## FER+ (majority-vote labels, 8 classes; published FER+ results ~85-90 %)", "",
-                "| model | features | epochs | gradient clipping | PublicTest | PrivateTest |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| model | features | epochs | gradient clipping | feature inputs | PublicTest | PrivateTest |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
                 f"{_clip_label(row_clipnorm(r))} | "
+                f"{_SCALING_LABELS.get(row_recipe(r)['standardize_features'], '–')} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",

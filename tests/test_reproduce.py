@@ -181,3 +181,18 @@ def test_cell_configs_follow_the_2016_recipe(reproduce):
     args = reproduce.parse_args(["--list", "--standardize-features", "--global-clipnorm", "1"])
     assert reproduce.cell_recipe(reproduce.Cell("fer5", "A", "landmarks"), args) == {
         "global_clipnorm": "1", "standardize_features": "True"}
+
+
+def test_ferplus_table_says_how_each_model_was_trained(reproduce):
+    rows = {r["cell"]: r for r in (
+        {"cell": "ferplus:B:landmarks_hog_windows:bn", "dataset": "ferplus", "model": "B", "batchnorm": "True",
+         "feature_set": "landmarks_hog_windows", "epochs": "8", "svm_kernel": "", "limit": "", "seconds": "60",
+         "public_test_accuracy": "0.702", "private_test_accuracy": "0.694"},  # from before both recipe columns
+        {"cell": "ferplus:fernet:raw:bn", "dataset": "ferplus", "model": "fernet", "batchnorm": "True",
+         "feature_set": "raw", "epochs": "30", "svm_kernel": "", "limit": "", "seconds": "60",
+         "global_clipnorm": "0", "standardize_features": "", "public_test_accuracy": "0.83",
+         "private_test_accuracy": "0.818"},
+    )}
+    markdown = reproduce.render_markdown(rows, "cmd")
+    assert "| Model B | landmarks_hog_windows | 8 | off | standardised | 70.2 % | 69.4 % |" in markdown
+    assert "| fernet | raw | 30 | off | – | 83.0 % | 81.8 % |" in markdown
