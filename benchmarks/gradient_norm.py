@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=5, help="random Training batches to average (default 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="as the original (default 128)")
     parser.add_argument("--clipnorm", type=float, default=5.0, help="the clipping to report against (default 5.0)")
+    parser.add_argument("--initializer", choices=["keras", "tflearn"], default="keras",
+                        help="weight initialisation: keras (Glorot, default) or tflearn (the 2016 code's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.batches < 1 or args.batch_size < 1 or args.clipnorm <= 0:
@@ -63,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                for _ in range(args.batches)]
     mean, variance = feature_statistics(data.features)
     loss_fn = keras.losses.CategoricalCrossentropy()
-    print(f"Model {args.model}, {args.features}, {n_classes} classes, {args.batches} batches of {args.batch_size}")
+    print(f"Model {args.model}, {args.features}, {n_classes} classes, {args.initializer} initialisation, "
+          f"{args.batches} batches of {args.batch_size}")
     print("| features | global gradient norm (min-max) | step scale under clipping | feature-branch share |")
     print("| --- | --- | --- | --- |")
     for label, stats in (("standardised", (mean, variance)),
                          ("unscaled (2016)", (np.zeros_like(mean), np.ones_like(variance)))):
         keras.backend.clear_session()
         keras.utils.set_random_seed(args.seed)
-        model = build_model(args.model, n_classes, data.features.shape[1])
+        model = build_model(args.model, n_classes, data.features.shape[1], initializer=args.initializer)
         set_feature_statistics(model, *stats)
         branch = {id(v) for v in feature_branch_variables(model)}
         norms, shares = [], []

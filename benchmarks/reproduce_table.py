@@ -9,10 +9,11 @@ models.evaluation.evaluate_run (PrivateTest, once).
 
 Resumable: every finished cell appends a row to the results CSV and is skipped on the next run; an interrupted cell
 continues from its run directory's checkpoint (train's --resume). results.csv records each Keras cell's recipe
-beyond its id, both defaulting to the 2016 code's behaviour: gradient clipping (``global_clipnorm``, 5.0) and, for
-Models A/B with a feature branch, whether the landmark/HOG features are standardised (``standardize_features``,
-off: the 2016 code fed them unscaled). A finished cell measured with another recipe (rows from before a column
-trained without clipping, with standardised features) is run again and its row replaced. Writes RESULTS.md (our
+beyond its id, all defaulting to the 2016 code's behaviour: gradient clipping (``global_clipnorm``, 5.0), Models
+A/B's weight initialisation (``initializer``, tflearn's defaults) and, for Models A/B with a feature branch, whether
+the landmark/HOG features are standardised (``standardize_features``, off: the 2016 code fed them unscaled). A
+finished cell measured with another recipe (rows from before a column trained without clipping, with Keras'
+Glorot initialisation and standardised features) is run again and its row replaced. Writes RESULTS.md (our
 PrivateTest accuracy beside the original numbers, with hardware, wall time and the command) and results.csv to
 --out-dir.
 
@@ -83,8 +84,8 @@ FERNET_RECIPE: dict[str, object] = {
 MODEL_COLUMNS = {"svm": "SVM", "A": "Model A", "B": "Model B", "fernet": "fernet"}
 CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
-    "global_clipnorm", "standardize_features", "public_test_accuracy", "private_test_accuracy", "best_epoch",
-    "n_train", "seconds", "finished", "hardware",
+    "global_clipnorm", "standardize_features", "initializer", "public_test_accuracy", "private_test_accuracy",
+    "best_epoch", "n_train", "seconds", "finished", "hardware",
 )
 
 
@@ -142,6 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--standardize-features", action=argparse.BooleanOptionalAction, default=False,
                         help="standardise the landmark/HOG inputs of the Models A/B cells with Training statistics, "
                              "as train.py does by default (default: off, unscaled as the 2016 code). Finished cells "
+                             "measured the other way are run again and replaced")
+    parser.add_argument("--initializer", choices=["tflearn", "keras"], default="tflearn",
+                        help="weight initialisation of the Models A/B cells (default tflearn: the 2016 code's, "
+                             "truncated normal 0.02 for FC layers; keras: Glorot, train.py's default). Finished cells "
                              "measured the other way are run again and replaced")
     parser.add_argument("--svm-kernel", choices=["rbf", "linear", "poly", "sigmoid"], default="rbf",
                         help="kernel of the SVM cells' SVC (default rbf, as the original; cost in the docstring)")
@@ -211,6 +216,7 @@ def cell_config(cell: Cell, args: argparse.Namespace):
     }
     if cell.model in ("A", "B"):
         overrides["standardize_features"] = args.standardize_features
+        overrides["initializer"] = args.initializer
         if args.global_clipnorm is not None:
             overrides["global_clipnorm"] = args.global_clipnorm
     if cell.model == "fernet":
@@ -225,12 +231,14 @@ def _has_feature_branch(model: str, feature_set: str) -> bool:
 
 
 def _recipe_fields(cell: Cell, config) -> dict[str, str]:
-    """A config's results.csv recipe fields: ``global_clipnorm`` ("" for the SVM, which has no gradients) and
-    ``standardize_features`` ("" where no Model A/B feature branch reads features)."""
+    """A config's results.csv recipe fields: ``global_clipnorm`` ("" for the SVM, which has no gradients),
+    ``standardize_features`` ("" where no Model A/B feature branch reads features) and ``initializer`` ("" for
+    models other than A/B, which do not read it)."""
     return {
         "global_clipnorm": "" if cell.model == "svm" else f"{config.hyperparams.global_clipnorm:g}",
         "standardize_features": (str(config.network.standardize_features)
                                  if _has_feature_branch(cell.model, cell.feature_set) else ""),
+        "initializer": config.network.initializer if cell.model in ("A", "B") else "",
     }
 
 
@@ -240,12 +248,13 @@ def cell_recipe(cell: Cell, args: argparse.Namespace) -> dict[str, str]:
 
 
 def row_recipe(row: dict[str, str]) -> dict[str, str]:
-    """A row's recipe fields. Rows from before a column was added trained without clipping ("0") and with
-    standardised features ("True"), the defaults of those days."""
+    """A row's recipe fields. Rows from before a column was added trained without clipping ("0"), with
+    standardised features ("True") and Keras' initialisation ("keras"), the defaults of those days."""
     return {
         "global_clipnorm": "" if row["model"] == "svm" else (row.get("global_clipnorm") or "0"),
         "standardize_features": ((row.get("standardize_features") or "True")
                                  if _has_feature_branch(row["model"], row["feature_set"]) else ""),
+        "initializer": (row.get("initializer") or "keras") if row["model"] in ("A", "B") else "",
     }
 
 
@@ -268,6 +277,7 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
     # Each recipe gets its own directory: a checkpoint trained another way must not be resumed.
     suffix = f"_clip{recipe['global_clipnorm']}" if recipe["global_clipnorm"] not in ("", "0") else ""
     suffix += "_rawfeat" if recipe["standardize_features"] == "False" else ""
+    suffix += "_tflinit" if recipe["initializer"] == "tflearn" else ""
     run_dir = args.work_dir / "runs" / (cell.id.replace(":", "_") + suffix)
     start = time.perf_counter()
     result = train(config, data_dir, run_dir, resume=True, verbose=args.verbose)
@@ -356,13 +366,16 @@ def _clip_label(clipnorm: str) -> str:
 
 
 _SCALING_LABELS = {"False": "unscaled", "True": "standardised"}
+_INIT_LABELS = {"keras": "Keras (Glorot)", "tflearn": "tflearn (2016)"}
 
 
 def _marks(row: dict[str, str]) -> str:
-    """" †" for a Model A/B cell trained without clipping, " ‡" for one with standardised features."""
+    """" †" for a Model A/B cell trained without clipping, " ‡" for one with standardised features, " §" for one
+    with Keras' initialisation."""
     recipe = row_recipe(row)
-    return (" †" if recipe["global_clipnorm"] == "0" else "") + (" ‡" if recipe["standardize_features"] == "True"
-                                                                  else "")
+    return ((" †" if recipe["global_clipnorm"] == "0" else "")
+            + (" ‡" if recipe["standardize_features"] == "True" else "")
+            + (" §" if recipe["initializer"] == "keras" else ""))
 
 
 def _pct(value: str | float | None) -> str:
@@ -389,6 +402,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     clipnorms = Counter(row_clipnorm(r) for r in rows.values() if r["model"] in ("A", "B"))
     scalings = Counter(row_recipe(r)["standardize_features"] for r in rows.values()
                        if _has_feature_branch(r["model"], r["feature_set"]))
+    initializers = Counter(row_recipe(r)["initializer"] for r in rows.values() if r["model"] in ("A", "B"))
 
     total = sum(float(r["seconds"]) for r in rows.values())
     epochs = sorted({r["epochs"] for r in rows.values() if r["model"] != "svm"})
@@ -411,6 +425,8 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         "- Models A/B with landmark/HOG features, feature inputs (`standardize_features`; the 2016 code fed them "
         "unscaled): " + ("; ".join(f"{_SCALING_LABELS[s]}: {n} cell{'s' * (n != 1)}"
                                     for s, n in sorted(scalings.items())) or "–"),
+        "- Models A/B, weight initialisation (`initializer`; the 2016 code had tflearn's defaults): "
+        + ("; ".join(f"{_INIT_LABELS[i]}: {n} cell{'s' * (n != 1)}" for i, n in sorted(initializers.items())) or "–"),
         "",
     ]
     for dataset, title in (("fer5", "5 expressions (Angry, Happy, Sad, Surprise, Neutral)"),
@@ -432,6 +448,10 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         if "‡" in marks:
             out += ["", "‡ landmark/HOG features standardised with Training statistics (the 2016 code fed them "
                     "unscaled, as the default run now does); the default run redoes these cells."]
+        if "§" in marks:
+            out += ["", "§ Keras' Glorot weight initialisation (the 2016 code had tflearn's: truncated normal, "
+                    "stddev 0.02, for FC layers; fan-in uniform scaling for convolutions); the default run redoes "
+                    "these cells."]
         out.append("")
     ablation = [r for r in rows.values() if r["batchnorm"] == "False"]
     if ablation:
@@ -446,11 +466,13 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     ferplus = [r for r in rows.values() if r["dataset"] == "ferplus"]
     if ferplus:
         out += ["## FER+ (majority-vote labels, 8 classes; published FER+ results ~85-90 %)", "",
-                "| model | features | epochs | gradient clipping | feature inputs | PublicTest | PrivateTest |",
-                "| --- | --- | --- | --- | --- | --- | --- |"]
+                "| model | features | epochs | gradient clipping | feature inputs | initialisation | PublicTest | "
+                "PrivateTest |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
                 f"{_clip_label(row_clipnorm(r))} | "
                 f"{_SCALING_LABELS.get(row_recipe(r)['standardize_features'], '–')} | "
+                f"{_INIT_LABELS.get(row_recipe(r)['initializer'], '–')} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",

@@ -114,12 +114,14 @@ def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_
 
 def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced(reproduce, tmp_path, monkeypatch,
                                                                                capsys):
-    """Rows from before the global_clipnorm and standardize_features columns trained without clipping and with
-    standardised features: RESULTS.md marks them, the default run (the 2016 code's clipping at 5.0 and unscaled
-    features) redoes them and keeps one row per cell; asking for the old recipe keeps them."""
+    """Rows from before the global_clipnorm, standardize_features and initializer columns trained without clipping,
+    with standardised features and Keras' initialisation: RESULTS.md marks them, the default run (the 2016 code's
+    clipping at 5.0, unscaled features, tflearn's initialisers) redoes them and keeps one row per cell; asking for
+    the old recipe keeps them."""
     path = tmp_path / "out" / "results.csv"
     path.parent.mkdir()
-    old_fields = [f for f in reproduce.CSV_FIELDS if f not in ("global_clipnorm", "standardize_features")]
+    recipe_fields = ("global_clipnorm", "standardize_features", "initializer")
+    old_fields = [f for f in reproduce.CSV_FIELDS if f not in recipe_fields]
     base = {f: "" for f in old_fields} | {"dataset": "fer5", "n_classes": "5", "epochs": "8",
                                           "public_test_accuracy": "0.5", "private_test_accuracy": "0.4",
                                           "seconds": "10.0"}
@@ -132,9 +134,10 @@ def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced
         writer.writerow(base | {"cell": "fer5:svm:landmarks:-", "model": "svm", "feature_set": "landmarks",
                                 "svm_kernel": "rbf"})
     before = reproduce.render_markdown(reproduce.read_results(path), "cmd")
-    assert "40.0 % † (72.4 %)" in before and "40.0 % † ‡ (74.4 %)" in before and "40.0 % (46.9 %)" in before
+    assert "40.0 % † § (72.4 %)" in before and "40.0 % † ‡ § (74.4 %)" in before and "40.0 % (46.9 %)" in before
     assert "without gradient clipping" in before and "off: 2 cells" in before
     assert "features standardised" in before and "standardised: 1 cell" in before
+    assert "Glorot weight initialisation" in before and "Keras (Glorot): 2 cells" in before
 
     ran = []
 
@@ -149,38 +152,45 @@ def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced
     csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((2, 1, 1), seed=5))
     common = ["--csv", str(csv_path), "--out-dir", str(tmp_path / "out"), "--no-ferplus-cells",
               "--only", "fer5:A:raw:bn,fer5:B:landmarks:bn,fer5:svm:landmarks:-"]
-    assert reproduce.main([*common, "--global-clipnorm", "0", "--standardize-features"]) == 0
+    old_recipe = ["--global-clipnorm", "0", "--initializer", "keras"]
+    assert reproduce.main([*common, *old_recipe, "--standardize-features"]) == 0
     assert ran == []  # measured as asked
-    assert reproduce.main([*common, "--global-clipnorm", "0"]) == 0
+    assert reproduce.main([*common, *old_recipe]) == 0
     assert ran == ["fer5:B:landmarks:bn"]
     assert "fer5:B:landmarks:bn (standardize_features True -> False)" in capsys.readouterr().out
     ran.clear()
     assert reproduce.main(common) == 0
     assert ran == ["fer5:A:raw:bn", "fer5:B:landmarks:bn"]
-    assert "fer5:A:raw:bn (global_clipnorm 0 -> 5), fer5:B:landmarks:bn (global_clipnorm 0 -> 5)" in (
-        capsys.readouterr().out)
+    assert ("fer5:A:raw:bn (global_clipnorm 0 -> 5, initializer keras -> tflearn), "
+            "fer5:B:landmarks:bn (global_clipnorm 0 -> 5, initializer keras -> tflearn)") in capsys.readouterr().out
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["cell"], r["global_clipnorm"], r["standardize_features"]) for r in rows] == [
-        ("fer5:svm:landmarks:-", "", ""), ("fer5:A:raw:bn", "5", ""), ("fer5:B:landmarks:bn", "5", "False")]
+    assert [(r["cell"], r["global_clipnorm"], r["standardize_features"], r["initializer"]) for r in rows] == [
+        ("fer5:svm:landmarks:-", "", "", ""), ("fer5:A:raw:bn", "5", "", "tflearn"),
+        ("fer5:B:landmarks:bn", "5", "False", "tflearn")]
     after = (tmp_path / "out" / "RESULTS.md").read_text()
-    assert "60.0 % (72.4 %)" in after and "60.0 % (74.4 %)" in after and "†" not in after and "‡" not in after
-    assert "5: 2 cells" in after and "unscaled: 1 cell" in after
+    assert "60.0 % (72.4 %)" in after and "60.0 % (74.4 %)" in after
+    assert not any(mark in after for mark in "†‡§")
+    assert "5: 2 cells" in after and "unscaled: 1 cell" in after and "tflearn (2016): 2 cells" in after
 
 
 def test_cell_configs_follow_the_2016_recipe(reproduce):
-    """Models A/B: clipping 5.0 and unscaled features by default; the flags change them; fernet keeps its recipe."""
+    """Models A/B: clipping 5.0, unscaled features and tflearn's initialisers by default; the flags change them;
+    fernet keeps its recipe."""
     args = reproduce.parse_args(["--list"])
     cfg = reproduce.cell_config(reproduce.Cell("fer7", "B", "landmarks_hog_windows"), args)
     assert cfg.hyperparams.global_clipnorm == 5.0 and cfg.network.standardize_features is False
+    assert cfg.network.initializer == "tflearn"
     assert reproduce.cell_recipe(reproduce.Cell("fer7", "A", "raw"), args) == {
-        "global_clipnorm": "5", "standardize_features": ""}
+        "global_clipnorm": "5", "standardize_features": "", "initializer": "tflearn"}
     assert reproduce.cell_recipe(reproduce.Cell("fer7", "svm", "landmarks"), args) == {
-        "global_clipnorm": "", "standardize_features": ""}
-    assert reproduce.cell_recipe(reproduce.Cell("ferplus", "fernet", "raw"), args)["global_clipnorm"] == "0"
-    args = reproduce.parse_args(["--list", "--standardize-features", "--global-clipnorm", "1"])
+        "global_clipnorm": "", "standardize_features": "", "initializer": ""}
+    assert reproduce.cell_recipe(reproduce.Cell("ferplus", "fernet", "raw"), args) == {
+        "global_clipnorm": "0", "standardize_features": "", "initializer": ""}
+    args = reproduce.parse_args(["--list", "--standardize-features", "--global-clipnorm", "1", "--initializer",
+                                 "keras"])
     assert reproduce.cell_recipe(reproduce.Cell("fer5", "A", "landmarks"), args) == {
-        "global_clipnorm": "1", "standardize_features": "True"}
+        "global_clipnorm": "1", "standardize_features": "True", "initializer": "keras"}
 
 
 def test_ferplus_table_says_how_each_model_was_trained(reproduce):
@@ -194,5 +204,5 @@ def test_ferplus_table_says_how_each_model_was_trained(reproduce):
          "private_test_accuracy": "0.818"},
     )}
     markdown = reproduce.render_markdown(rows, "cmd")
-    assert "| Model B | landmarks_hog_windows | 8 | off | standardised | 70.2 % | 69.4 % |" in markdown
-    assert "| fernet | raw | 30 | off | – | 83.0 % | 81.8 % |" in markdown
+    assert "| Model B | landmarks_hog_windows | 8 | off | standardised | Keras (Glorot) | 70.2 % | 69.4 % |" in markdown
+    assert "| fernet | raw | 30 | off | – | – | 83.0 % | 81.8 % |" in markdown

@@ -461,6 +461,13 @@ def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
     assert all(n > 0 for n in norms) and all(0 < s <= 1 for s in scales) and all(0 <= s <= 1 for s in shares)
     assert all(abs(s - min(1.0, 5.0 / n)) < 0.01 for s, n in zip(scales, norms, strict=True))  # clipping at 5.0
     assert shares[1] > shares[0]  # landmark coordinates up to 48 dominate the unscaled gradient
+    assert gradient_norm.main(["--data", str(data_dir), "--model", "A", "--features", "landmarks",
+                               "--batches", "1", "--batch-size", "8", "--initializer", "tflearn"]) == 0
+    out = capsys.readouterr().out
+    assert "tflearn initialisation" in out
+    tflearn_norms = [float(line.strip("|").split("|")[1].split()[0]) for line in out.splitlines()[-2:]]
+    # tflearn's small truncated-normal FC weights (stddev 0.02) give far smaller gradients than Glorot's
+    assert all(t < k for t, k in zip(tflearn_norms, norms, strict=True))
 
 
 def test_recalibrate_batchnorm_averages_batch_statistics():
