@@ -24,6 +24,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from parameters import INITIALIZERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="converted directory (convert_fer2013.py --out)")
     parser.add_argument("--model", choices=["A", "B"], default="B")
@@ -32,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=5, help="random Training batches to average (default 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="as the original (default 128)")
     parser.add_argument("--clipnorm", type=float, default=5.0, help="the clipping to report against (default 5.0)")
-    parser.add_argument("--initializer", choices=["keras", "tflearn"], default="keras",
+    parser.add_argument("--initializer", choices=list(INITIALIZERS), default="keras",
                         help="weight initialisation: keras (Glorot, default) or tflearn (the 2016 code's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

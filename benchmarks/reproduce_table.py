@@ -119,6 +119,8 @@ def grid(batchnorm_ablation: bool, ferplus: bool) -> list[Cell]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from parameters import INITIALIZERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"fer2013.csv(.gz) (default {DEFAULT_CSV})")
     parser.add_argument("--ferplus", type=Path, default=DEFAULT_FERPLUS,
@@ -144,7 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="standardise the landmark/HOG inputs of the Models A/B cells with Training statistics, "
                              "as train.py does by default (default: off, unscaled as the 2016 code). Finished cells "
                              "measured the other way are run again and replaced")
-    parser.add_argument("--initializer", choices=["tflearn", "keras"], default="tflearn",
+    parser.add_argument("--initializer", choices=list(INITIALIZERS), default="tflearn",
                         help="weight initialisation of the Models A/B cells (default tflearn: the 2016 code's, "
                              "truncated normal 0.02 for FC layers; keras: Glorot, train.py's default). Finished cells "
                              "measured the other way are run again and replaced")
