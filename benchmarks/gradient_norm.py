@@ -24,13 +24,13 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from parameters import INITIALIZERS
+    from parameters import FEATURE_SETS, INITIALIZERS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="converted directory (convert_fer2013.py --out)")
     parser.add_argument("--model", choices=["A", "B"], default="B")
     parser.add_argument("--features", default="landmarks_hog_windows",
-                        choices=["landmarks", "landmarks_hog", "landmarks_hog_windows"])
+                        choices=[name for name in FEATURE_SETS if name != "raw"])
     parser.add_argument("--batches", type=int, default=5, help="random Training batches to average (default 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="as the original (default 128)")
     parser.add_argument("--clipnorm", type=float, default=5.0, help="the clipping to report against (default 5.0)")
@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     batches = [rng.choice(len(data.labels), min(args.batch_size, len(data.labels)), replace=False)
                for _ in range(args.batches)]
+    eye = np.eye(n_classes, dtype=np.float32)
+    # the same inputs for both feature scalings (the scaling lives inside the model)
+    inputs = [(model_inputs(data.images[i].astype(np.float32)[..., None], data.features[i]), eye[data.labels[i]])
+              for i in batches]
     mean, variance = feature_statistics(data.features)
     loss_fn = keras.losses.CategoricalCrossentropy()
     print(f"Model {args.model}, {args.features}, {n_classes} classes, {args.initializer} initialisation, "
@@ -79,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         set_feature_statistics(model, *stats)
         branch = {id(v) for v in feature_branch_variables(model)}
         norms, shares = [], []
-        for index in batches:
-            x = model_inputs(data.images[index].astype(np.float32)[..., None], data.features[index])
-            y = np.eye(n_classes, dtype=np.float32)[data.labels[index]]
+        for x, y in inputs:
             with tf.GradientTape() as tape:
                 loss = loss_fn(y, model(x, training=True))
             grads = tape.gradient(loss, model.trainable_variables)

@@ -260,10 +260,6 @@ def row_recipe(row: dict[str, str]) -> dict[str, str]:
     }
 
 
-def row_clipnorm(row: dict[str, str]) -> str:
-    return row_recipe(row)["global_clipnorm"]
-
-
 def _recipe_change(old: dict[str, str], new: dict[str, str]) -> str:
     """``global_clipnorm 0 -> 5, standardize_features True -> False``: the fields that differ."""
     return ", ".join(f"{key} {old[key]} -> {new[key]}" for key in new if old[key] != new[key])
@@ -401,10 +397,11 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
             return "–" if model == "svm" and fs == "raw" else "not run"
         return _pct(row["private_test_accuracy"]) + _marks(row)
 
-    clipnorms = Counter(row_clipnorm(r) for r in rows.values() if r["model"] in ("A", "B"))
-    scalings = Counter(row_recipe(r)["standardize_features"] for r in rows.values()
-                       if _has_feature_branch(r["model"], r["feature_set"]))
-    initializers = Counter(row_recipe(r)["initializer"] for r in rows.values() if r["model"] in ("A", "B"))
+    recipes = {cell_id: row_recipe(r) for cell_id, r in rows.items()}
+    keras_cells = [recipes[c] for c, r in rows.items() if r["model"] in ("A", "B")]
+    clipnorms = Counter(r["global_clipnorm"] for r in keras_cells)
+    scalings = Counter(r["standardize_features"] for r in keras_cells if r["standardize_features"])
+    initializers = Counter(r["initializer"] for r in keras_cells)
 
     total = sum(float(r["seconds"]) for r in rows.values())
     epochs = sorted({r["epochs"] for r in rows.values() if r["model"] != "svm"})
@@ -472,9 +469,9 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
                 "PrivateTest |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         out += [f"| {MODEL_COLUMNS.get(r['model'], r['model'])} | {r['feature_set']} | {r['epochs']} | "
-                f"{_clip_label(row_clipnorm(r))} | "
-                f"{_SCALING_LABELS.get(row_recipe(r)['standardize_features'], '–')} | "
-                f"{_INIT_LABELS.get(row_recipe(r)['initializer'], '–')} | "
+                f"{_clip_label(recipes[r['cell']]['global_clipnorm'])} | "
+                f"{_SCALING_LABELS.get(recipes[r['cell']]['standardize_features'], '–')} | "
+                f"{_INIT_LABELS.get(recipes[r['cell']]['initializer'], '–')} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",
