@@ -14,8 +14,8 @@ A/B's weight initialisation (``initializer``, tflearn's defaults) and, for Model
 the landmark/HOG features are standardised (``standardize_features``, off: the 2016 code fed them unscaled). A
 finished cell measured with another recipe (rows from before a column trained without clipping, with Keras'
 Glorot initialisation and standardised features) is run again and its row replaced. Writes RESULTS.md (our
-PrivateTest accuracy beside the original numbers, with hardware, wall time and the command) and results.csv to
---out-dir.
+PrivateTest accuracy beside the original numbers, with hardware, wall time and the command), results.png (the same
+as a bar chart) and results.csv to --out-dir.
 
     # the full grid (hours on a CPU): docs/RESULTS.md + docs/results.csv, work files in runs/reproduce/
     python benchmarks/reproduce_table.py
@@ -427,6 +427,8 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         "- Models A/B, weight initialisation (`initializer`; the 2016 code had tflearn's defaults): "
         + ("; ".join(f"{_INIT_LABELS[i]}: {n} cell{'s' * (n != 1)}" for i, n in sorted(initializers.items())) or "–"),
         "",
+        "![PrivateTest accuracy per cell: ours as bars, the original's as black ticks](results.png)",
+        "",
     ]
     for dataset, title in (("fer5", "5 expressions (Angry, Happy, Sad, Surprise, Neutral)"),
                            ("fer7", "7 expressions")):
@@ -479,6 +481,58 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
     return "\n".join(out)
 
 
+_MODEL_COLOURS = {"svm": "tab:gray", "A": "tab:blue", "B": "tab:orange"}
+
+
+def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
+    """results.png: PrivateTest accuracy per cell, ours as bars beside the original's numbers as black ticks; one
+    panel for 5 and one for 7 expressions. Hatched bars: cells measured with an older recipe († ‡ §). Written
+    atomically (matplotlib, no global backend)."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    width = 0.26
+    for ax, dataset, title in zip(fig.subplots(1, 2, sharey=True), ("fer5", "fer7"),
+                                  ("5 expressions", "7 expressions"), strict=True):
+        for g, fs in enumerate(FEATURE_ROWS):
+            for m, model in enumerate(("svm", "A", "B")):
+                x = g + (m - 1) * width
+                row = rows.get(Cell(dataset, model, fs).id)
+                if row:
+                    value = 100 * float(row["private_test_accuracy"])
+                    old = bool(_marks(row))
+                    ax.bar(x, value, width * 0.95, color=_MODEL_COLOURS[model], alpha=0.45 if old else 0.9,
+                           hatch="//" if old else None, edgecolor="white" if old else None)
+                    ax.text(x, value + 0.8, f"{value:.1f}{_marks(row).replace(' ', '')}", ha="center",
+                            va="bottom", fontsize=7, rotation=90)
+                elif not (model == "svm" and fs == "raw"):
+                    ax.text(x, 1.5, "not run", ha="center", va="bottom", fontsize=6, rotation=90, color="0.4")
+                original = ORIGINAL[fs][model] if dataset == "fer5" else None
+                if original is not None:
+                    ax.plot([x - width / 2, x + width / 2], [original, original], color="black", lw=2)
+        if dataset == "fer7":
+            ax.axhline(ORIGINAL_SEVEN, color="black", ls="--", lw=1)
+            ax.text(1.5, ORIGINAL_SEVEN + 0.8, f"original's best model: {ORIGINAL_SEVEN} %", ha="center",
+                    va="bottom", fontsize=7)
+        ax.set_xticks(range(len(FEATURE_ROWS)),
+                      ["raw pixels", "+ landmarks", "+ landmarks\n+ HOG", "+ landmarks\n+ HOG windows"])
+        ax.set_ylim(0, 100)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    fig.axes[0].set_ylabel("PrivateTest accuracy (%)")
+    handles = [Patch(color=_MODEL_COLOURS[m], label=MODEL_COLUMNS[m]) for m in ("svm", "A", "B")]
+    handles += [Patch(facecolor="0.6", alpha=0.45, hatch="//", edgecolor="white", label="older recipe († ‡ §)"),
+                Line2D([], [], color="black", lw=2, label="original (2016)")]
+    fig.axes[0].legend(handles=handles, loc="upper left", fontsize=7, ncols=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    fig.savefig(tmp, dpi=100, format="png")
+    tmp.replace(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with_ferplus = args.ferplus_cells and args.ferplus.is_file()
@@ -502,8 +556,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
         # from the CSV, which also holds cells that another reproduce_table process appended meanwhile
-        tmp.write_text(render_markdown(read_results(results_csv), command))
+        rows = read_results(results_csv)
+        tmp.write_text(render_markdown(rows, command))
         tmp.replace(markdown_path)
+        render_figure(rows, args.out_dir / "results.png")
 
     data_dirs: dict[str, Path] = {}
     for i, cell in enumerate(todo, 1):
@@ -516,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(PublicTest {row['public_test_accuracy']:.4f}) in {row['seconds']:.0f} s", flush=True)
         write_markdown()
     write_markdown()
-    print(f"wrote {markdown_path} and {results_csv}")
+    print(f"wrote {markdown_path}, {args.out_dir / 'results.png'} and {results_csv}")
     return 0
 
 

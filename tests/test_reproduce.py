@@ -46,6 +46,9 @@ def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, caps
     markdown = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "| CNN on raw pixels | – | " in markdown and "(72.4 %)" in markdown and "not run" in markdown
     assert "hardware:" in markdown and "--only" in markdown
+    assert "](results.png)" in markdown
+    assert (tmp_path / "out" / "results.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not list((tmp_path / "out").glob(".*partial"))
     capsys.readouterr()
 
     # a second run skips the finished cells and runs only the new one
