@@ -505,8 +505,9 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
                     old = bool(_marks(row))
                     ax.bar(x, value, width * 0.95, color=_MODEL_COLOURS[model], alpha=0.45 if old else 0.9,
                            hatch="//" if old else None, edgecolor="white" if old else None)
-                    ax.text(x, value + 0.8, f"{value:.1f}{_marks(row).replace(' ', '')}", ha="center",
-                            va="bottom", fontsize=7, rotation=90)
+                    # the label at the bar's foot, clear of the original's tick (all of those are above 45 %)
+                    ax.text(x, 1.5, f"{value:.1f}{_marks(row).replace(' ', '')}", ha="center", va="bottom",
+                            fontsize=7, rotation=90, color="black" if old or value < 15 else "white")
                 elif not (model == "svm" and fs == "raw"):
                     ax.text(x, 1.5, "not run", ha="center", va="bottom", fontsize=6, rotation=90, color="0.4")
                 original = ORIGINAL[fs][model] if dataset == "fer5" else None
