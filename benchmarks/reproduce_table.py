@@ -17,7 +17,7 @@ Glorot initialisation and standardised features) is run again and its row replac
 PrivateTest accuracy beside the original numbers, with hardware, wall time and the command), results.png (the same
 as a bar chart) and results.csv to --out-dir.
 
-    # the full grid (hours on a CPU): docs/RESULTS.md + docs/results.csv, work files in runs/reproduce/
+    # the full grid (hours on a CPU): docs/RESULTS.md, results.png, results.csv; work files in runs/reproduce/
     python benchmarks/reproduce_table.py
     # with the batch-norm ablation, only Model B
     python benchmarks/reproduce_table.py --batchnorm-ablation --only 'fer5:B:*'
