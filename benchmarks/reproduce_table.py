@@ -49,6 +49,8 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -311,10 +313,18 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
         return {row["cell"]: row for row in csv.DictReader(handle)}
 
 
+@contextmanager
+def _replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` once the block has finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    yield tmp
+    tmp.replace(path)
+
+
 def append_result(path: Path, row: dict[str, object]) -> None:
     """Add one row to the results CSV, replacing the cell's earlier row if any. A CSV written before a column existed
     is rewritten (atomically) with the current header, its old rows leaving the new columns empty."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = None
     if path.is_file():
         with path.open(newline="") as handle:
@@ -325,12 +335,10 @@ def append_result(path: Path, row: dict[str, object]) -> None:
             csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(row)
         return
     old_rows = [r for cell, r in old.items() if cell != row["cell"]]
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("w", newline="") as handle:
+    with _replaced_atomically(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows([*old_rows, row])
-    tmp.replace(path)
 
 
 def hardware() -> str:
@@ -501,12 +509,12 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
                 x = g + (m - 1) * width
                 row = rows.get(Cell(dataset, model, fs).id)
                 if row:
-                    value = 100 * float(row["private_test_accuracy"])
-                    old = bool(_marks(row))
+                    value, marks = 100 * float(row["private_test_accuracy"]), _marks(row)
+                    old = bool(marks)
                     ax.bar(x, value, width * 0.95, color=_MODEL_COLOURS[model], alpha=0.45 if old else 0.9,
                            hatch="//" if old else None, edgecolor="white" if old else None)
                     # the label at the bar's foot, clear of the original's tick (all of those are above 45 %)
-                    ax.text(x, 1.5, f"{value:.1f}{_marks(row).replace(' ', '')}", ha="center", va="bottom",
+                    ax.text(x, 1.5, f"{value:.1f}{marks.replace(' ', '')}", ha="center", va="bottom",
                             fontsize=7, rotation=90, color="black" if old or value < 15 else "white")
                 elif not (model == "svm" and fs == "raw"):
                     ax.text(x, 1.5, "not run", ha="center", va="bottom", fontsize=6, rotation=90, color="0.4")
@@ -527,10 +535,8 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
     handles += [Patch(facecolor="0.6", alpha=0.45, hatch="//", edgecolor="white", label="older recipe († ‡ §)"),
                 Line2D([], [], color="black", lw=2, label="original (2016)")]
     fig.axes[0].legend(handles=handles, loc="upper left", fontsize=7, ncols=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, dpi=100, format="png")
-    tmp.replace(path)
+    with _replaced_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
@@ -554,12 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown_path = args.out_dir / "RESULTS.md"
 
     def write_markdown() -> None:  # after every cell, so a stopped run leaves an up-to-date table
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = markdown_path.with_name(f".{markdown_path.name}.partial")
         # from the CSV, which also holds cells that another reproduce_table process appended meanwhile
         rows = read_results(results_csv)
-        tmp.write_text(render_markdown(rows, command))
-        tmp.replace(markdown_path)
+        with _replaced_atomically(markdown_path) as tmp:
+            tmp.write_text(render_markdown(rows, command))
         render_figure(rows, args.out_dir / "results.png")
 
     data_dirs: dict[str, Path] = {}
@@ -572,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(todo)}] {cell.id}: PrivateTest {row['private_test_accuracy']:.4f} "
               f"(PublicTest {row['public_test_accuracy']:.4f}) in {row['seconds']:.0f} s", flush=True)
         write_markdown()
-    write_markdown()
+    if not todo:  # otherwise the last cell has just written them
+        write_markdown()
     print(f"wrote {markdown_path}, {args.out_dir / 'results.png'} and {results_csv}")
     return 0
 
