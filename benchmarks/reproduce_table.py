@@ -14,8 +14,9 @@ A/B's weight initialisation (``initializer``, tflearn's defaults) and, for Model
 the landmark/HOG features are standardised (``standardize_features``, off: the 2016 code fed them unscaled). A
 finished cell measured with another recipe (rows from before a column trained without clipping, with Keras'
 Glorot initialisation and standardised features) is run again and its row replaced. Writes RESULTS.md (our
-PrivateTest accuracy beside the original numbers, with hardware, wall time and the command), results.png (the same
-as a bar chart) and results.csv to --out-dir.
+PrivateTest accuracy beside the original numbers, with hardware, wall time and the command; per cell, PublicTest
+accuracy after every epoch and PrivateTest recall per class), results.png (the table as a bar chart),
+learning_curves.png (PublicTest accuracy per epoch, one line per cell) and results.csv to --out-dir.
 
     # the full grid (hours on a CPU): docs/RESULTS.md, results.png, results.csv; work files in runs/reproduce/
     python benchmarks/reproduce_table.py
@@ -88,6 +89,9 @@ CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
     "global_clipnorm", "standardize_features", "initializer", "public_test_accuracy", "private_test_accuracy",
     "best_epoch", "n_train", "seconds", "finished", "hardware",
+    # the learning curve and per-class results: PublicTest accuracy after each epoch ("0.4886;0.6105;..."), Training
+    # accuracy after the last epoch, PrivateTest recall per class ("Angry=0.5540;Happy=0.8294;...")
+    "public_test_by_epoch", "train_accuracy", "private_test_recall",
 )
 
 
@@ -295,8 +299,29 @@ def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, 
         "private_test_accuracy": round(metrics["private_test_accuracy"], 5),
         "best_epoch": result.best_epoch, "n_train": _n_train(data_dir),
         "seconds": round(seconds, 1), "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": hardware(),
+        "hardware": hardware(), **_curve_fields(result.history, metrics["PrivateTest"]),
     }
+
+
+def _curve_fields(history: dict[str, list[float]], private: dict) -> dict[str, str]:
+    """The CSV's learning-curve columns from train's history (every epoch, resumes included) and the PrivateTest
+    metrics of evaluate_run."""
+    return {
+        "public_test_by_epoch": ";".join(f"{v:.5f}" for v in history.get("val_accuracy", [])),
+        "train_accuracy": f"{history['accuracy'][-1]:.5f}" if history.get("accuracy") else "",
+        "private_test_recall": ";".join(f"{name}={private['per_class'][name]['recall']:.5f}"
+                                        for name in private["class_names"]),
+    }
+
+
+def parse_curve(value: str) -> list[float]:
+    """public_test_by_epoch -> accuracies (empty for rows from before the column)."""
+    return [float(v) for v in value.split(";")] if value else []
+
+
+def parse_recall(value: str) -> dict[str, float]:
+    """private_test_recall -> {class name: recall} (empty for rows from before the column)."""
+    return {name: float(v) for name, v in (item.split("=") for item in value.split(";"))} if value else {}
 
 
 def _n_train(data_dir: Path) -> int:
@@ -484,9 +509,84 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
                 f"{_INIT_LABELS.get(recipes[r['cell']]['initializer'], '–')} | "
                 f"{_pct(r['public_test_accuracy'])} | {_pct(r['private_test_accuracy'])} |" for r in ferplus]
         out.append("")
+    out += _curve_section(rows)
     out += ["All cells, with PublicTest accuracy, best epoch, seconds and hardware: `results.csv` beside this file.",
             ""]
     return "\n".join(out)
+
+
+_DATASET_LABELS = {"fer5": "5 expr.", "fer7": "7 expr.", "ferplus": "FER+"}
+
+
+def _grid_order(rows: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """The rows in the grid's order (5 expressions, 7, then FER+), any other cell last."""
+    order = {c.id: i for i, c in enumerate(grid(batchnorm_ablation=True, ferplus=True))}
+    return sorted(rows.values(), key=lambda r: order.get(r["cell"], len(order)))
+
+
+def _curve_section(rows: dict[str, dict[str, str]]) -> list[str]:
+    """The per-cell table: PublicTest accuracy after each epoch (the kept epoch in bold), Training accuracy at the
+    end, PrivateTest recall per class. Empty when no row has those columns yet."""
+    with_curves = [r for r in _grid_order(rows) if r.get("public_test_by_epoch") or r.get("private_test_recall")]
+    if not with_curves:
+        return []
+    out = ["## Per cell: learning curve and recall per class", "",
+           "PublicTest accuracy after each epoch (bold: the epoch whose model was kept and evaluated on PrivateTest), "
+           "Training accuracy after the last epoch, and PrivateTest recall per class. Cells measured before "
+           "results.csv had these columns are left out.", "",
+           "![PublicTest accuracy per epoch, one line per cell](learning_curves.png)", "",
+           "| cell | PublicTest % by epoch | Training % at the end | PrivateTest recall % |",
+           "| --- | --- | --- | --- |"]
+    for r in with_curves:
+        best = int(r["best_epoch"] or 0)
+        curve = ", ".join(f"**{100 * v:.1f}**" if epoch == best else f"{100 * v:.1f}"
+                          for epoch, v in enumerate(parse_curve(r.get("public_test_by_epoch", "")), 1))
+        train = r.get("train_accuracy")
+        recall = ", ".join(f"{name} {100 * v:.1f}"
+                           for name, v in parse_recall(r.get("private_test_recall", "")).items())
+        name = (f"{_DATASET_LABELS.get(r['dataset'], r['dataset'])} {MODEL_COLUMNS.get(r['model'], r['model'])}, "
+                f"{r['feature_set']}{'' if r['batchnorm'] != 'False' else ', no batch norm'}{_marks(r)}")
+        out.append(f"| {name} | {curve or '–'} | {f'{100 * float(train):.1f}' if train else '–'} | {recall or '–'} |")
+    out.append("")
+    return out
+
+
+_FEATURE_STYLES = {"raw": "-", "landmarks": "--", "landmarks_hog": "-.", "landmarks_hog_windows": ":"}
+
+
+def render_curves(rows: dict[str, dict[str, str]], path: Path) -> Path | None:
+    """learning_curves.png: PublicTest accuracy per epoch of every Keras cell with a recorded curve, one panel per
+    label set; colour: model, line style: feature set, a dot at the kept epoch. None (nothing written) when no row
+    has a curve yet. Written atomically."""
+    from matplotlib.figure import Figure
+
+    curves = [r for r in _grid_order(rows)
+              if r["model"] != "svm" and len(parse_curve(r.get("public_test_by_epoch", ""))) > 1]
+    if not curves:
+        return None
+    datasets = list(dict.fromkeys(r["dataset"] for r in curves))
+    fig = Figure(figsize=(4.6 * len(datasets) + 1.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        for r in (r for r in curves if r["dataset"] == dataset):
+            values = [100 * v for v in parse_curve(r["public_test_by_epoch"])]
+            epochs = range(1, len(values) + 1)
+            colour = _MODEL_COLOURS.get(r["model"], "tab:green")
+            label = (f"{MODEL_COLUMNS.get(r['model'], r['model'])}, {r['feature_set']}"
+                     f"{'' if r['batchnorm'] != 'False' else ', no BN'}{_marks(r)}")
+            line, = ax.plot(epochs, values, _FEATURE_STYLES.get(r["feature_set"], "-"), color=colour, label=label,
+                            alpha=0.45 if _marks(r) else 1.0)
+            best = int(r["best_epoch"] or 0)
+            if 1 <= best <= len(values):
+                ax.plot(best, values[best - 1], "o", color=line.get_color(), markersize=4)
+        ax.set_title(_DATASET_LABELS.get(dataset, dataset).replace("expr.", "expressions"))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    axes[0].set_ylabel("PublicTest accuracy (%)")
+    with _replaced_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return path
 
 
 _MODEL_COLOURS = {"svm": "tab:gray", "A": "tab:blue", "B": "tab:orange"}
@@ -565,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         with _replaced_atomically(markdown_path) as tmp:
             tmp.write_text(render_markdown(rows, command))
         render_figure(rows, args.out_dir / "results.png")
+        render_curves(rows, args.out_dir / "learning_curves.png")
 
     data_dirs: dict[str, Path] = {}
     for i, cell in enumerate(todo, 1):
@@ -578,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown()
     if not todo:  # otherwise the last cell has just written them
         write_markdown()
-    print(f"wrote {markdown_path}, {args.out_dir / 'results.png'} and {results_csv}")
+    print(f"wrote {markdown_path}, {args.out_dir / 'results.png'}, {args.out_dir / 'learning_curves.png'} (once a "
+          f"cell has a learning curve) and {results_csv}")
     return 0
 
 

@@ -43,11 +43,20 @@ def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, caps
     assert [r["cell"] for r in rows] == ["fer5:A:raw:bn", "fer5:svm:landmarks:-"]  # grid order
     assert all(0 <= float(r["private_test_accuracy"]) <= 1 and r["n_classes"] == "5" for r in rows)
     assert rows[0]["epochs"] == "1" and rows[0]["n_train"] == "20" and rows[1]["svm_kernel"]
+    # the learning curve and per-class recall, as evaluated: one PublicTest value per epoch, the best one kept
+    curve = reproduce.parse_curve(rows[0]["public_test_by_epoch"])
+    assert len(curve) == 1 and curve[0] == pytest.approx(float(rows[0]["public_test_accuracy"]), abs=1e-5)
+    assert 0 <= float(rows[0]["train_accuracy"]) <= 1
+    recall = reproduce.parse_recall(rows[0]["private_test_recall"])
+    assert list(recall) == ["Angry", "Happy", "Sad", "Surprise", "Neutral"]
+    assert all(0 <= v <= 1 for v in recall.values())
     markdown = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "| CNN on raw pixels | – | " in markdown and "(72.4 %)" in markdown and "not run" in markdown
     assert "hardware:" in markdown and "--only" in markdown
     assert "](results.png)" in markdown
     assert (tmp_path / "out" / "results.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "## Per cell: learning curve and recall per class" in markdown and "| 5 expr. SVM, landmarks | " in markdown
+    assert not (tmp_path / "out" / "learning_curves.png").exists()  # one epoch is no curve yet
     assert not list((tmp_path / "out").glob(".*partial"))
     capsys.readouterr()
 
@@ -113,6 +122,28 @@ def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_
     assert not list(tmp_path.glob(".*partial"))
     markdown = reproduce.render_markdown(reproduce.read_results(path), "python benchmarks/reproduce_table.py")
     assert "Test CPU, 2 usable cores, no GPU: 2 cells; not recorded" in markdown and ": 1 cell" in markdown
+    assert "## Per cell" not in markdown  # no row has a learning curve
+
+
+def test_learning_curves_table_and_chart(reproduce, tmp_path):
+    """Rows with per-epoch PublicTest accuracy: the kept epoch in bold, recall per class, a chart per label set;
+    rows from before the columns are left out of both."""
+    base = {f: "" for f in reproduce.CSV_FIELDS} | {
+        "n_classes": "5", "batchnorm": "True", "epochs": "3", "public_test_accuracy": "0.62",
+        "private_test_accuracy": "0.6", "seconds": "10.0", "global_clipnorm": "5", "initializer": "tflearn"}
+    rows = {
+        "fer5:A:raw:bn": base | {"cell": "fer5:A:raw:bn", "dataset": "fer5", "model": "A", "feature_set": "raw",
+                                 "best_epoch": "2", "public_test_by_epoch": "0.51234;0.62;0.61",
+                                 "train_accuracy": "0.9", "private_test_recall": "Angry=0.5;Happy=0.81234"},
+        "fer7:B:raw:bn": base | {"cell": "fer7:B:raw:bn", "dataset": "fer7", "model": "B", "feature_set": "raw",
+                                 "best_epoch": "3"},
+    }
+    markdown = reproduce.render_markdown(rows, "cmd")
+    assert "| 5 expr. Model A, raw | 51.2, **62.0**, 61.0 | 90.0 | Angry 50.0, Happy 81.2 |" in markdown
+    assert "7 expr. Model B" not in markdown and "](learning_curves.png)" in markdown
+    path = reproduce.render_curves(rows, tmp_path / "learning_curves.png")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and not list(tmp_path.glob(".*partial"))
+    assert reproduce.render_curves({"fer7:B:raw:bn": rows["fer7:B:raw:bn"]}, tmp_path / "none.png") is None
 
 
 def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced(reproduce, tmp_path, monkeypatch,
