@@ -18,7 +18,8 @@ PrivateTest accuracy beside the original numbers, with hardware, wall time and t
 accuracy after every epoch and PrivateTest recall per class), results.png (the table as a bar chart),
 learning_curves.png (PublicTest accuracy per epoch, one line per cell) and results.csv to --out-dir.
 
-    # the full grid (hours on a CPU): docs/RESULTS.md, results.png, results.csv; work files in runs/reproduce/
+    # the full grid (hours on a CPU): docs/RESULTS.md, results.png, learning_curves.png, results.csv; work files
+    # in runs/reproduce/
     python benchmarks/reproduce_table.py
     # with the batch-norm ablation, only Model B
     python benchmarks/reproduce_table.py --batchnorm-ablation --only 'fer5:B:*'
@@ -89,8 +90,8 @@ CSV_FIELDS = (
     "cell", "dataset", "n_classes", "model", "feature_set", "batchnorm", "epochs", "limit", "svm_kernel",
     "global_clipnorm", "standardize_features", "initializer", "public_test_accuracy", "private_test_accuracy",
     "best_epoch", "n_train", "seconds", "finished", "hardware",
-    # the learning curve and per-class results: PublicTest accuracy after each epoch ("0.4886;0.6105;..."), Training
-    # accuracy after the last epoch, PrivateTest recall per class ("Angry=0.5540;Happy=0.8294;...")
+    # the learning curve and per-class results: PublicTest accuracy after each epoch ("0.48864;0.61047;..."), Training
+    # accuracy after the last epoch, PrivateTest recall per class ("Angry=0.55397;Happy=0.82935;...")
     "public_test_by_epoch", "train_accuracy", "private_test_recall",
 )
 
