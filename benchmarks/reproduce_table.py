@@ -525,6 +525,12 @@ def _grid_order(rows: dict[str, dict[str, str]]) -> list[dict[str, str]]:
     return sorted(rows.values(), key=lambda r: order.get(r["cell"], len(order)))
 
 
+def _cell_label(row: dict[str, str]) -> str:
+    """``Model A, raw`` (``, no batch norm``) with the row's recipe marks: the per-cell table's and chart's name."""
+    return (f"{MODEL_COLUMNS.get(row['model'], row['model'])}, {row['feature_set']}"
+            f"{'' if row['batchnorm'] != 'False' else ', no batch norm'}{_marks(row)}")
+
+
 def _curve_section(rows: dict[str, dict[str, str]]) -> list[str]:
     """The per-cell table: PublicTest accuracy after each epoch (the kept epoch in bold), Training accuracy at the
     end, PrivateTest recall per class. Empty when no row has those columns yet."""
@@ -545,8 +551,7 @@ def _curve_section(rows: dict[str, dict[str, str]]) -> list[str]:
         train = r.get("train_accuracy")
         recall = ", ".join(f"{name} {100 * v:.1f}"
                            for name, v in parse_recall(r.get("private_test_recall", "")).items())
-        name = (f"{_DATASET_LABELS.get(r['dataset'], r['dataset'])} {MODEL_COLUMNS.get(r['model'], r['model'])}, "
-                f"{r['feature_set']}{'' if r['batchnorm'] != 'False' else ', no batch norm'}{_marks(r)}")
+        name = f"{_DATASET_LABELS.get(r['dataset'], r['dataset'])} {_cell_label(r)}"
         out.append(f"| {name} | {curve or '–'} | {f'{100 * float(train):.1f}' if train else '–'} | {recall or '–'} |")
     out.append("")
     return out
@@ -561,21 +566,18 @@ def render_curves(rows: dict[str, dict[str, str]], path: Path) -> Path | None:
     has a curve yet. Written atomically."""
     from matplotlib.figure import Figure
 
-    curves = [r for r in _grid_order(rows)
-              if r["model"] != "svm" and len(parse_curve(r.get("public_test_by_epoch", ""))) > 1]
+    curves = [(r, [100 * v for v in parse_curve(r.get("public_test_by_epoch", ""))]) for r in _grid_order(rows)
+              if r["model"] != "svm"]
+    curves = [(r, values) for r, values in curves if len(values) > 1]
     if not curves:
         return None
-    datasets = list(dict.fromkeys(r["dataset"] for r in curves))
+    datasets = list(dict.fromkeys(r["dataset"] for r, _ in curves))
     fig = Figure(figsize=(4.6 * len(datasets) + 1.5, 4.2), layout="constrained")
     axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
-        for r in (r for r in curves if r["dataset"] == dataset):
-            values = [100 * v for v in parse_curve(r["public_test_by_epoch"])]
-            epochs = range(1, len(values) + 1)
-            colour = _MODEL_COLOURS.get(r["model"], "tab:green")
-            label = (f"{MODEL_COLUMNS.get(r['model'], r['model'])}, {r['feature_set']}"
-                     f"{'' if r['batchnorm'] != 'False' else ', no BN'}{_marks(r)}")
-            line, = ax.plot(epochs, values, _FEATURE_STYLES.get(r["feature_set"], "-"), color=colour, label=label,
+        for r, values in (c for c in curves if c[0]["dataset"] == dataset):
+            line, = ax.plot(range(1, len(values) + 1), values, _FEATURE_STYLES.get(r["feature_set"], "-"),
+                            color=_MODEL_COLOURS.get(r["model"], "tab:green"), label=_cell_label(r),
                             alpha=0.45 if _marks(r) else 1.0)
             best = int(r["best_epoch"] or 0)
             if 1 <= best <= len(values):
