@@ -605,6 +605,7 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     width = 0.26
+    any_old = False
     for ax, dataset, title in zip(fig.subplots(1, 2, sharey=True), ("fer5", "fer7"),
                                   ("5 expressions", "7 expressions"), strict=True):
         for g, fs in enumerate(FEATURE_ROWS):
@@ -614,6 +615,7 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
                 if row:
                     value, marks = 100 * float(row["private_test_accuracy"]), _marks(row)
                     old = bool(marks)
+                    any_old |= old
                     ax.bar(x, value, width * 0.95, color=_MODEL_COLOURS[model], alpha=0.45 if old else 0.9,
                            hatch="//" if old else None, edgecolor="white" if old else None)
                     # the label at the bar's foot, clear of the original's tick (all of those are above 45 %)
@@ -635,8 +637,9 @@ def render_figure(rows: dict[str, dict[str, str]], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     fig.axes[0].set_ylabel("PrivateTest accuracy (%)")
     handles = [Patch(color=_MODEL_COLOURS[m], label=MODEL_COLUMNS[m]) for m in ("svm", "A", "B")]
-    handles += [Patch(facecolor="0.6", alpha=0.45, hatch="//", edgecolor="white", label="older recipe († ‡ §)"),
-                Line2D([], [], color="black", lw=2, label="original (2016)")]
+    if any_old:  # the hatched key only when a bar is hatched
+        handles.append(Patch(facecolor="0.6", alpha=0.45, hatch="//", edgecolor="white", label="older recipe († ‡ §)"))
+    handles.append(Line2D([], [], color="black", lw=2, label="original (2016)"))
     fig.axes[0].legend(handles=handles, loc="upper left", fontsize=7, ncols=2)
     with _replaced_atomically(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
