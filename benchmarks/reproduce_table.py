@@ -36,7 +36,8 @@ models.training reports, i.e. roughly 45-60 min per SVM cell. LinearSVC (primal)
 seconds): 5 classes landmarks + sliding-window HOG 20 min; 7 classes 66 min on a 2-core machine without AVX-512
 (fit and PublicTest 58 min, sharing the CPU with a Keras run); landmarks and landmarks + HOG cells 1-2 min. Keras
 cells on that machine: 10-12 min per 7-class epoch alone (benchmarks/bench_train.py), 16 min beside an SVM fit,
-so 1.5-2 h per 8-epoch cell.
+so 1.5-2 h per 8-epoch cell; on a 2-core machine with AVX-512, 72-85 s (Model A) and 107-121 s (Model B) per
+7-class epoch, 10-15 min per cell.
 """
 
 from __future__ import annotations
