@@ -137,9 +137,18 @@ def test_learning_curves_table_and_chart(reproduce, tmp_path):
                                  "train_accuracy": "0.9", "private_test_recall": "Angry=0.5;Happy=0.81234"},
         "fer7:B:raw:bn": base | {"cell": "fer7:B:raw:bn", "dataset": "fer7", "model": "B", "feature_set": "raw",
                                  "best_epoch": "3"},
+        "fer5:A:raw:nobn": base | {"cell": "fer5:A:raw:nobn", "dataset": "fer5", "model": "A", "feature_set": "raw",
+                                   "batchnorm": "False", "best_epoch": "3", "public_test_by_epoch": "0.4;0.5;0.55",
+                                   "private_test_accuracy": "0.55"},
+        "fer5:B:raw:nobn": base | {"cell": "fer5:B:raw:nobn", "dataset": "fer5", "model": "B", "feature_set": "raw",
+                                   "batchnorm": "False", "best_epoch": "1", "private_test_accuracy": "0.3"},
     }
     markdown = reproduce.render_markdown(rows, "cmd")
     assert "| 5 expr. Model A, raw | 51.2, **62.0**, 61.0 | 90.0 | Angry 50.0, Happy 81.2 |" in markdown
+    assert "| 5 expr. Model A, raw, no batch norm | 40.0, 50.0, **55.0** | – | – |" in markdown
+    # the batch-norm ablation: with / without / the difference in points, '–' where the cell with it is missing
+    assert "| 5 expr. Model A, raw | 60.0 % | 55.0 % | -5.0 |" in markdown
+    assert "| 5 expr. Model B, raw | not run | 30.0 % | – |" in markdown
     assert "7 expr. Model B" not in markdown and "](learning_curves.png)" in markdown
     path = reproduce.render_curves(rows, tmp_path / "learning_curves.png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and not list(tmp_path.glob(".*partial"))
