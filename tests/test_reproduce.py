@@ -147,8 +147,11 @@ def test_learning_curves_table_and_chart(reproduce, tmp_path):
     assert "| 5 expr. Model A, raw | 51.2, **62.0**, 61.0 | 90.0 | Angry 50.0, Happy 81.2 |" in markdown
     assert "| 5 expr. Model A, raw, no batch norm | 40.0, 50.0, **55.0** | – | – |" in markdown
     # the batch-norm ablation: with / without / the difference in points, '–' where the cell with it is missing
-    assert "| 5 expr. Model A, raw | 60.0 % | 55.0 % | -5.0 |" in markdown
-    assert "| 5 expr. Model B, raw | not run | 30.0 % | – |" in markdown
+    assert "| 5 expr. Model A, raw | 60.0 % | 55.0 % | -5.0 | – |" in markdown
+    assert "| 5 expr. Model B, raw | not run | 30.0 % | – | – |" in markdown
+    hog = {cell: rows[cell.replace("landmarks_hog", "raw")] | {"cell": cell, "feature_set": "landmarks_hog"}
+           for cell in ("fer5:A:landmarks_hog:bn", "fer5:A:landmarks_hog:nobn")}
+    assert "| 60.0 % | 55.0 % | -5.0 | 68.7 % / 66.8 % |" in reproduce.render_markdown(rows | hog, "cmd")
     assert "7 expr. Model B" not in markdown and "](learning_curves.png)" in markdown
     path = reproduce.render_curves(rows, tmp_path / "learning_curves.png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and not list(tmp_path.glob(".*partial"))
