@@ -577,8 +577,7 @@ _FEATURE_STYLES = {"raw": "-", "landmarks": "--", "landmarks_hog": "-.", "landma
 def render_curves(rows: dict[str, dict[str, str]], path: Path) -> Path | None:
     """learning_curves.png: PublicTest accuracy per epoch of every Keras cell with a recorded curve, one panel per
     label set; colour: model, line style: feature set, thin with an x per epoch: no batch norm, a dot at the kept
-    epoch. None (nothing written) when no row
-    has a curve yet. Written atomically."""
+    epoch. None (nothing written) when no row has a curve yet. Written atomically."""
     from matplotlib.figure import Figure
 
     curves = [(r, [100 * v for v in parse_curve(r.get("public_test_by_epoch", ""))]) for r in _grid_order(rows)
