@@ -505,8 +505,8 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
             with_bn = _pct(on["private_test_accuracy"]) if on else "not run"
             diff = (f"{100 * (float(r['private_test_accuracy']) - float(on['private_test_accuracy'])):+.1f}"
                     if on else "–")
-            name = (f"{_DATASET_LABELS.get(r['dataset'], r['dataset'])} "
-                    f"{MODEL_COLUMNS.get(r['model'], r['model'])}, {r['feature_set']}")
+            # the cell's shared label (with its recipe marks), less the ", no batch norm" the column heads say
+            name = f"{_DATASET_LABELS.get(r['dataset'], r['dataset'])} {_cell_label(r | {'batchnorm': 'True'})}"
             original = ORIGINAL_NO_BATCHNORM.get((r["dataset"], r["model"], r["feature_set"]))
             original_cell = (f"{ORIGINAL[r['feature_set']][r['model']]} % / {original} %" if original is not None
                              else "–")
