@@ -1,6 +1,6 @@
 """Search the optimizer hyperparameters with hyperopt (TPE), scoring each trial by its PublicTest accuracy.
 
-Each trial trains with models.training.train, the function train.py uses, on the converted data directory. The
+Each trial trains with training.trainer.train, the function train.py uses, on the converted data directory. The
 trials are pickled to --trials-file after every evaluation: rerun the same command (with a larger --max-evals if you
 like) to continue an interrupted search. Writes --out (best.json, read by `train.py --params`), and next to it
 <stem>_trials.csv (every trial: params, accuracy, seconds, status, error) and <stem>_trials.png.
@@ -174,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from models.search import SearchError, run_search
+    from training.search import SearchError, run_search
 
     try:
         result = run_search(

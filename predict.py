@@ -64,8 +64,8 @@ def _destination(target: Path, image: Path, n_images: int, suffix: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from models.drawing import draw_predictions, plot_probabilities
-    from models.predictor import FacePredictor, PredictorError, iter_image_files, load_image, to_bgr
+    from inference.drawing import draw_predictions, plot_probabilities
+    from inference.predictor import FacePredictor, PredictorError, iter_image_files, load_image, to_bgr
 
     files = iter_image_files(args.image)
     if not files:

@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from models.predictor import FacePredictor, PredictorError
-    from models.video import check_display, open_source, run_video
+    from inference.predictor import FacePredictor, PredictorError
+    from inference.video import check_display, open_source, run_video
 
     def print_faces(frame_index, faces):
         for face in faces:

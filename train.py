@@ -162,7 +162,7 @@ def build_config(args: argparse.Namespace) -> Config:
     Config(), so a bare ``--resume`` continues the run as it was started (flags still win)."""
     base = Config()
     if args.resume:
-        from models.training import saved_config
+        from training.trainer import saved_config
 
         base = saved_config(args.out) or base
     overrides: dict[str, Any] = {}
@@ -179,9 +179,9 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from inference.predictor import PredictorError
     from models.io import ModelFileError
-    from models.predictor import PredictorError
-    from models.training import TrainingError
+    from training.trainer import TrainingError
 
     try:
         if args.export:
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {args.model_path} to {path} (metadata: {export_sidecar_path(path)})")
             return 0
         if args.evaluate_only and args.images_dir is not None:
-            from models.folder_eval import evaluate_folder_run
+            from inference.folder_eval import evaluate_folder_run
 
             metrics = evaluate_folder_run(args.model_path, args.images_dir, args.out, detector=args.detector,
                                           assume_face=args.assume_face, verbose=args.verbose)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({metrics['n_no_face']} without a face); metrics: {out / 'folder_metrics.json'}")
             return 0
         if args.evaluate_only:
-            from models.evaluation import evaluate_run
+            from inference.evaluation import evaluate_run
 
             tta = bool(args.tta)
             metrics = evaluate_run(args.model_path, args.data, args.out, tta=tta, verbose=args.verbose)
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"PublicTest accuracy {metrics['public_test_accuracy']:.4f}")
             return 0
         if args.soup is not None:
-            from models.evaluation import evaluate_run
-            from models.soup import soup_run
+            from inference.evaluation import evaluate_run
+            from training.soup import soup_run
 
             out = args.out or Path("runs") / "soup"
             result = soup_run(args.soup, args.data, out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = build_config(args)
         out = args.out or Path("runs") / f"{config.network.model}_{config.dataset.feature_set}"
-        from models.training import train
+        from training.trainer import train
 
         result = train(config, args.data, out, resume=args.resume, verbose=args.verbose)
         print(f"best PublicTest accuracy {result.best_public_accuracy:.4f} at epoch {result.best_epoch}; "
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.evaluate:
             if not result.model_path.is_file():
                 raise TrainingError(f"{result.model_path} was not saved (--no-save-model): nothing to evaluate")
-            from models.evaluation import evaluate_run
+            from inference.evaluation import evaluate_run
 
             metrics = evaluate_run(result.model_path, args.data, out, tta=config.training.tta, verbose=args.verbose)
             print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {out / 'metrics.json'})")

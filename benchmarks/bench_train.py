@@ -1,6 +1,6 @@
 """Training speed of the Keras models on this machine: images/s and projected seconds per FER2013 epoch.
 
-Runs the real training step (models.training's optimizer, loss, batch generator and augmentation) for a few
+Runs the real training step (training.trainer's optimizer, loss, batch generator and augmentation) for a few
 batches of synthetic faces (or of a converted directory with --data), skips the first (tracing) batches, and
 projects the time for one epoch of the 28,709 Training faces. Validation and checkpointing are not included.
 
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_split(n: int, feature_dim: int):
     import numpy as np
 
-    from models.training import SplitData
+    from training.trainer import SplitData
 
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 47, (n, feature_dim)).astype(np.float32) if feature_dim else None
@@ -63,14 +63,14 @@ def bench_one(name: str, feature_set: str, args: argparse.Namespace) -> dict:
     import keras
 
     from models import build_model
-    from models.training import (
+    from parameters import FEATURE_SETS, Config
+    from training.trainer import (
         batch_generator,
         feature_statistics,
         load_split,
         make_optimizer,
         set_feature_statistics,
     )
-    from parameters import FEATURE_SETS, Config
 
     n_batches = args.warmup + args.steps
     n = n_batches * args.batch_size

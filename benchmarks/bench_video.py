@@ -1,6 +1,6 @@
 """End-to-end speed of the video pipeline, ours against the mini-Xception peer, in one run on the same machine.
 
-Runs ``models.video.run_video`` headless (no window, no output file, predictions on every frame by default) on
+Runs ``inference.video.run_video`` headless (no window, no output file, predictions on every frame by default) on
 ``../shared/media/face_video_long.mp4`` (596x336, 464 frames, one face): decode -> grey -> detect -> crop ->
 features -> one model call -> smoothing -> drawing. Then the same loop with the peer
 ``../shared/peers/fer2013_mini_XCEPTION.102-0.66.hdf5`` (Haar detector, 64x64 input, ``x/255`` then ``(x-0.5)*2``).
@@ -56,8 +56,8 @@ def untrained_classifier(arch: str, feature_set: str):
     """An untrained model of ``arch`` with the documented contract (7 classes); feature_norm set to identity."""
     import numpy as np
 
+    from inference.predictor import FerModelClassifier
     from models import build_model
-    from models.predictor import FerModelClassifier
 
     feature_dim = FEATURE_SETS[feature_set]
     model = build_model(arch, len(EMOTIONS), feature_dim)
@@ -74,7 +74,7 @@ def time_pipeline(name: str, predictor, args: argparse.Namespace) -> float:
     """Warm up (trace the model, load the landmark model), then time ``--repeat`` runs; print and return median fps."""
     import cv2
 
-    from models.video import run_video
+    from inference.video import run_video
 
     capture = cv2.VideoCapture(str(args.video))
     ok, frame = capture.read()
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import cv2
 
-    from models.predictor import DEFAULT_MODEL_PATH, FacePredictor, load_classifier
+    from inference.predictor import DEFAULT_MODEL_PATH, FacePredictor, load_classifier
 
     capture = cv2.VideoCapture(str(args.video))
     frames, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)

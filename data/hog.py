@@ -236,7 +236,7 @@ def hog_features(
     Args:
         images: (n, 48, 48) grey levels (uint8, or any real dtype); a single (48, 48) image is accepted too.
         block_norm: ``"L2-Hys"`` (current scikit-image, what the project stores) or ``"L1-2016"`` (scikit-image
-            0.12's, which the 2016 repository got; compared in ``benchmarks/bench_hog_norm.py``).
+            0.12's, which the 2016 repository got; compared in ``experiments/bench_hog_norm.py``).
 
     Returns:
         ``{"hog_plain": (n, 72) float32, "hog_windows": (n, 2592) float32}`` (only the kinds asked for).

@@ -26,7 +26,7 @@ _KERAS_BUILDERS: dict[str, tuple[str, str]] = {
     "B": ("models.original", "build_model_b"),
     "fernet": ("models.fernet", "build_fernet"),
 }
-# Models that are not Keras networks (trained by a separate path in models.training).
+# Models that are not Keras networks (trained by a separate path in training.trainer).
 _SKLEARN_BUILDERS: dict[str, tuple[str, str]] = {
     "svm": ("models.svm", "build_svm"),
 }

@@ -19,8 +19,8 @@ def save_model_a(path: Path, feature_set: str) -> Path:
 
     from models import build_model
     from models.io import save_model
-    from models.training import set_feature_statistics
     from parameters import FEATURE_SETS
+    from training.trainer import set_feature_statistics
 
     keras.utils.set_random_seed(0)
     dim = FEATURE_SETS[feature_set]
@@ -45,7 +45,7 @@ def batch(dim: int, n: int = 9):
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_exported_outputs_match_keras(tmp_path, fmt, feature_set):
     from models.io import load_model
-    from models.training import model_inputs
+    from training.trainer import model_inputs
 
     path = save_model_a(tmp_path / "model.keras", feature_set)
     model, metadata = load_model(path)

@@ -162,8 +162,8 @@ def ferplus_dir(tmp_path: Path) -> Path:
 
 
 def test_soft_label_targets_reach_the_batches(tmp_path):
-    from models.training import batch_generator, load_split
     from parameters import Config
+    from training.trainer import batch_generator, load_split
 
     data_dir = ferplus_dir(tmp_path)
     train = load_split(data_dir, "Training", "raw", n_classes=2, soft_labels=True)

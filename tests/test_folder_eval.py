@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.folder_eval import FolderEvalError, evaluate_folder, folder_aliases, match_folders
-from models.predictor import FacePredictor
+from inference.folder_eval import FolderEvalError, evaluate_folder, folder_aliases, match_folders
+from inference.predictor import FacePredictor
 from tests.test_predict import CLASSES, save_tiny_model
 
 FERPLUS = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral", "Contempt"]

@@ -1,4 +1,4 @@
-"""Face pipeline (models.predictor) and predict.py, with a tiny untrained model built on the fly.
+"""Face pipeline (inference.predictor) and predict.py, with a tiny untrained model built on the fly.
 
 Weights do not matter here: the tests check detection, cropping, the model's input contract, batching, the output
 format and the CLI's exit codes.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import predict
-from models.predictor import (
+from inference.predictor import (
     DEFAULT_MODEL_PATH,
     FacePredictor,
     ImageReadError,

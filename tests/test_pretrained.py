@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.predictor import DEFAULT_MODEL_PATH
+from inference.predictor import DEFAULT_MODEL_PATH
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="no bundled model in models/pretrained")
 

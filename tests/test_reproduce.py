@@ -1,4 +1,4 @@
-"""benchmarks/reproduce_table.py: the grid, a tiny end-to-end run, the CSV/markdown and resuming finished cells."""
+"""experiments/reproduce_table.py: the grid, a tiny end-to-end run, the CSV/markdown and resuming finished cells."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.conftest import ROOT, make_rows, write_fer_csv
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce_table", ROOT / "benchmarks" / "reproduce_table.py")
+    spec = importlib.util.spec_from_file_location("reproduce_table", ROOT / "experiments" / "reproduce_table.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -120,7 +120,7 @@ def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_
     assert rows[0]["hardware"] == "" and rows[0]["private_test_accuracy"] == "0.4"
     assert rows[1]["hardware"] == "Test CPU, 2 usable cores, no GPU"
     assert not list(tmp_path.glob(".*partial"))
-    markdown = reproduce.render_markdown(reproduce.read_results(path), "python benchmarks/reproduce_table.py")
+    markdown = reproduce.render_markdown(reproduce.read_results(path), "python experiments/reproduce_table.py")
     assert "Test CPU, 2 usable cores, no GPU: 2 cells; not recorded" in markdown and ": 1 cell" in markdown
     assert "## Per cell" not in markdown  # no row has a learning curve
 

@@ -1,7 +1,7 @@
-"""Hyperparameter search (models/search.py, optimize_hyperparams.py).
+"""Hyperparameter search (training/search.py, optimize_hyperparams.py).
 
 Fast tests use an injected objective; the end-to-end ones train model A for 1 epoch on ~100 random 48x48 images
-through models.training.train (the function train.py uses). Spark needs Java and pyspark; MongoDB needs a server
+through training.trainer.train (the function train.py uses). Spark needs Java and pyspark; MongoDB needs a server
 named by HYPEROPT_MONGO_URL (mongo://host:port/db/jobs) and skips without one.
 """
 
@@ -76,7 +76,7 @@ class CountingObjective:
         self.fail_on = fail_on or set()
 
     def __call__(self, params: dict) -> dict:
-        from models.search import run_trial
+        from training.search import run_trial
 
         self.calls.append(params)
         call = len(self.calls)
@@ -99,7 +99,7 @@ class CountingObjective:
 
 
 def _search(tmp_path: Path, max_evals: int, objective, name: str = "run", **kwargs):
-    from models.search import run_search
+    from training.search import run_search
 
     lines: list[str] = []
     kwargs.setdefault("search", OptimizerSearchSpace(optimizer=("momentum", "adam")))
@@ -117,7 +117,7 @@ def _search(tmp_path: Path, max_evals: int, objective, name: str = "run", **kwar
 def test_space_uses_the_search_space_ranges_and_choices():
     from hyperopt.pyll.stochastic import sample
 
-    from models.search import FIXED_KEY, build_space
+    from training.search import FIXED_KEY, build_space
 
     search = OptimizerSearchSpace(learning_rate=(0.001, 0.002), optimizer=("adam", "rmsprop"))
     space = build_space(search, {"data_dir": "D"})
@@ -139,7 +139,7 @@ def test_space_uses_the_search_space_ranges_and_choices():
     ],
 )
 def test_bad_space_raises_a_clear_error(search, message):
-    from models.search import SearchError, build_space
+    from training.search import SearchError, build_space
 
     with pytest.raises(SearchError) as err:
         build_space(search)
@@ -184,7 +184,7 @@ def test_params_file_then_flags_set_what_every_trial_trains_with(tiny_data, tmp_
 
 
 def test_bad_mongo_url_is_a_clear_error(tmp_path):
-    from models.search import SearchError
+    from training.search import SearchError
 
     with pytest.raises(SearchError, match="expected mongo://host:port/db/jobs"):
         _search(tmp_path, 1, fake_objective, mongo="localhost:27017/db", exp_key="x")
@@ -270,7 +270,7 @@ def test_search_where_every_trial_fails_still_reports(tmp_path):
 
 
 def test_resume_with_another_space_is_refused(tmp_path):
-    from models.search import SearchError
+    from training.search import SearchError
 
     _search(tmp_path, 1, fake_objective)
     with pytest.raises(SearchError, match=r"different search \(space.optimizer"):
@@ -280,7 +280,7 @@ def test_resume_with_another_space_is_refused(tmp_path):
 def test_trials_file_is_replaced_atomically_and_corrupt_files_are_reported(tmp_path):
     from hyperopt import Trials
 
-    from models.search import SearchError, load_trials, save_trials
+    from training.search import SearchError, load_trials, save_trials
 
     path = tmp_path / "t" / "trials.pkl"
     save_trials(Trials(), path)
@@ -295,7 +295,7 @@ def test_copied_trials_keep_their_ids_so_new_trials_do_not_collide(tmp_path):
     """What a Spark search does on resume: finished trials go into a fresh Trials object."""
     from hyperopt import Trials
 
-    from models.search import copy_into, finished_trials
+    from training.search import copy_into, finished_trials
 
     _search(tmp_path, 2, fake_objective)
     old = pickle.loads((tmp_path / "run" / "trials.pkl").read_bytes())
@@ -306,23 +306,23 @@ def test_copied_trials_keep_their_ids_so_new_trials_do_not_collide(tmp_path):
 
 
 def test_domain_unpickles_on_a_worker_with_the_objective_by_reference(tmp_path):
-    """What MongoTrials stores for hyperopt-mongo-worker: the objective must load by reference from models.search."""
+    """What MongoTrials stores for hyperopt-mongo-worker: the objective must load by reference from training.search."""
     from hyperopt.base import Domain
     from hyperopt.fmin import pickler
 
-    from models.search import build_space, objective
+    from training.search import build_space, objective
 
     blob = pickler.dumps(Domain(objective, build_space(OptimizerSearchSpace(), {"data_dir": "/d", "trials_dir": "/t"})))
     code = (
         "import sys; from hyperopt.fmin import pickler; d = pickler.loads(sys.stdin.buffer.read()); "
-        "import models.search as m; assert d.fn is m.objective, d.fn; print(d.fn.__module__)"
+        "import training.search as m; assert d.fn is m.objective, d.fn; print(d.fn.__module__)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", code], input=blob, capture_output=True, cwd=tmp_path, env=env, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert done.stdout.decode().strip() == "models.search"
+    assert done.stdout.decode().strip() == "training.search"
 
 
 # ------------------------------------------------------------------------- end to end with real training
@@ -428,7 +428,7 @@ def test_mongo_search_with_one_worker(tiny_data, tmp_path, capsys):
 
 def test_progress_numbers_trials_in_order_of_completion():
     """Parallel trials (Spark) can finish out of tid order: the k-th to finish is "trial k", best so far is theirs."""
-    from models.search import progress_lines
+    from training.search import progress_lines
 
     def row(tid, acc):
         return {"tid": tid, "status": "ok", "public_test_accuracy": acc, "error": "", "time_s": 1.0,

@@ -1,4 +1,4 @@
-"""train.py and models.training/evaluation end to end on tiny synthetic converted directories."""
+"""train.py and training.trainer/evaluation end to end on tiny synthetic converted directories."""
 
 from __future__ import annotations
 
@@ -210,8 +210,8 @@ def test_flags_win_over_params_file(tmp_path, data_dir):
 
 
 def test_resume_continues_exactly(tmp_path, data_dir):
-    from models.training import train
     from parameters import Config
+    from training.trainer import train
 
     config = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 2, "batch_size": 48,
                                       "keep_prob": 0.5, "augment": True})
@@ -229,8 +229,8 @@ def test_resume_continues_exactly(tmp_path, data_dir):
 
 def test_bare_resume_continues_the_saved_config(tmp_path, data_dir):
     import train
-    from models.training import TrainingError
     from parameters import Config
+    from training.trainer import TrainingError
 
     saved = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 3,
                                      "learning_rate": 0.05}).to_dict()
@@ -252,8 +252,8 @@ def test_bare_resume_continues_the_saved_config(tmp_path, data_dir):
 
 
 def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
-    from models.training import train
     from parameters import Config
+    from training.trainer import train
 
     config = Config().with_overrides({
         "model": "A", "feature_set": "raw", "epochs": 4, "batch_size": 48, "optimizer": "adam",
@@ -270,8 +270,8 @@ def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
 
 
 def test_batches_depend_only_on_seed_epoch_and_index(data_dir):
-    from models.training import batch_generator, load_split
     from parameters import Config
+    from training.trainer import batch_generator, load_split
 
     train_data = load_split(data_dir, "Training", "landmarks")
     config = Config().with_overrides({"epochs": 2, "batch_size": 40, "augment": True, "feature_set": "landmarks"})
@@ -300,9 +300,9 @@ def test_svm_baseline_through_main(tmp_path, data_dir, capsys):
 
 @pytest.mark.parametrize("feature_set", ["landmarks_hog", "landmarks_hog_windows"])
 def test_mirrored_hog_features_are_recomputed_from_the_mirrored_face(feature_set):
+    from data.augment import flip_features, flip_images, flip_landmarks
     from data.features import assemble_features
     from data.hog import hog_features
-    from models.augment import flip_features, flip_images, flip_landmarks
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, (3, 48, 48)).astype(np.uint8)
@@ -322,8 +322,8 @@ def test_mirrored_hog_features_are_recomputed_from_the_mirrored_face(feature_set
 
 
 def test_tta_averages_the_mirrored_face_and_landmarks():
-    from models.augment import flip_landmarks
-    from models.evaluation import evaluate
+    from data.augment import flip_landmarks
+    from inference.evaluation import evaluate
 
     class Recorder:
         """Stands in for a model: remembers its inputs, returns fixed probabilities."""
@@ -354,8 +354,8 @@ def test_augmented_hog_features_describe_the_augmented_image(data_dir, feature_s
     """With --augment, HOG is recomputed from the warped/erased faces and landmarks move with them."""
     from data.features import assemble_features
     from data.hog import hog_features
-    from models.training import batch_generator, load_split
     from parameters import Config
+    from training.trainer import batch_generator, load_split
 
     train_data = load_split(data_dir, "Training", feature_set)
     config = Config().with_overrides({"epochs": 1, "batch_size": 32, "augment": True, "random_erasing": 0.5,
@@ -373,8 +373,8 @@ def test_augmented_hog_features_describe_the_augmented_image(data_dir, feature_s
 def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_run, data_dir, tmp_path, capsys):
     import keras
 
-    from models.training import train
     from parameters import Config
+    from training.trainer import train
 
     base = {"model": "A", "feature_set": "landmarks_hog_windows", "epochs": 1, "batch_size": 32,
             "learning_rate": 1e-12, "schedule": "cosine", "init_from": str(trained_run / "model.keras")}
@@ -394,8 +394,8 @@ def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_ru
 def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(trained_run, data_dir, tmp_path, capsys):
     import keras
 
-    from models.training import batch_generator, load_split, make_teacher
     from parameters import Config
+    from training.trainer import batch_generator, load_split, make_teacher
 
     teacher_dir = tmp_path / "teacher"
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
@@ -432,7 +432,7 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
 
 
 def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import branch_ablation
 
     assert branch_ablation.main(["--data", str(data_dir), str(trained_run / "model.keras")]) == 0
@@ -445,7 +445,7 @@ def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, ca
 
 
 def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import gradient_norm
 
     from models import build_model
@@ -473,7 +473,7 @@ def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
 def test_recalibrate_batchnorm_averages_batch_statistics():
     import keras
 
-    from models.soup import recalibrate_batchnorm
+    from training.soup import recalibrate_batchnorm
 
     inputs = keras.Input((48, 48, 1))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(inputs))
@@ -491,7 +491,7 @@ def test_recalibrate_batchnorm_averages_batch_statistics():
 
 def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_run, data_dir, tmp_path, capsys):
     from models.io import load_model
-    from models.soup import greedy_soup
+    from training.soup import greedy_soup
 
     paths = []
     for seed in (1, 2):

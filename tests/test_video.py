@@ -1,4 +1,4 @@
-"""Video loop (models.video) and predict_from_video.py, headless (never opens a window).
+"""Video loop (inference.video) and predict_from_video.py, headless (never opens a window).
 
 The real-video tests read ../shared/media/face_video_short.mp4 and are skipped with a reason when ../shared is
 absent; the others make their own small videos in tmp_path. The model is a tiny untrained CNN built on the fly.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import predict_from_video
-from models.predictor import FacePredictor, make_prediction
-from models.video import FaceTracker, VideoSourceError, box_iou, run_video
+from inference.predictor import FacePredictor, make_prediction
+from inference.video import FaceTracker, VideoSourceError, box_iou, run_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHORT_VIDEO = SHARED / "media" / "face_video_short.mp4"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.training import TrainingError, load_split, model_inputs
+from training.trainer import TrainingError, load_split, model_inputs
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ def greedy_soup(
     verbose: int = 1,
 ) -> SoupResult:
     """The greedy soup of the saved Keras models ``paths`` (same architecture, feature set and classes)."""
-    from models.evaluation import check_compatible, read_data_meta
+    from inference.evaluation import check_compatible, read_data_meta
     from models.io import load_model, read_metadata, refresh_normalization
 
     if len(paths) < 2:

@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.drawing import draw_fps, draw_predictions
-from models.predictor import Box, FacePrediction, FacePredictor, PredictorError, make_prediction
+from inference.drawing import draw_fps, draw_predictions
+from inference.predictor import Box, FacePrediction, FacePredictor, PredictorError, make_prediction
 
 QUIT_KEY = "q"
 FALLBACK_FPS = 30.0  # cameras often report 0 fps

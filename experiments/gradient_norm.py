@@ -6,8 +6,8 @@ global norm at initialisation over ``--batches`` random Training batches, the re
 feature branch's share of the norm (its two FC layers). A large share means the feature inputs set the step size
 of the whole network.
 
-    python benchmarks/gradient_norm.py --data fer2013_features
-    python benchmarks/gradient_norm.py --data fer2013_features --model A --features landmarks --batches 10
+    python experiments/gradient_norm.py --data fer2013_features
+    python experiments/gradient_norm.py --data fer2013_features --model A --features landmarks --batches 10
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from models import build_model
-    from models.training import feature_statistics, load_split, model_inputs, set_feature_statistics
+    from training.trainer import feature_statistics, load_split, model_inputs, set_feature_statistics
 
     data = load_split(args.data, "Training", args.features)
     n_classes = int(data.labels.max()) + 1

@@ -4,8 +4,8 @@ The grid: expressions {5: Angry, Happy, Sad, Surprise, Neutral (0,3,4,5,6); 7: a
 sets {raw, landmarks, landmarks_hog, landmarks_hog_windows} (SVM on raw pixels is "–", as in the original), batch
 norm after the conv layers on (and off with --batchnorm-ablation), plus FER+ cells (Model B and the bundled fernet
 on the FER+ majority labels, 8 classes; fernet with the bundled model's recipe, FERNET_RECIPE) when the FER+ file is
-present. Each cell: data.convert.convert (once per label set) -> models.training.train (select on PublicTest) ->
-models.evaluation.evaluate_run (PrivateTest, once).
+present. Each cell: data.convert.convert (once per label set) -> training.trainer.train (select on PublicTest) ->
+inference.evaluation.evaluate_run (PrivateTest, once).
 
 Resumable: every finished cell appends a row to the results CSV and is skipped on the next run; an interrupted cell
 continues from its run directory's checkpoint (train's --resume). results.csv records each Keras cell's recipe
@@ -20,18 +20,18 @@ learning_curves.png (PublicTest accuracy per epoch, one line per cell) and resul
 
     # the full grid (hours on a CPU): docs/RESULTS.md, results.png, learning_curves.png, results.csv; work files
     # in runs/reproduce/
-    python benchmarks/reproduce_table.py
+    python experiments/reproduce_table.py
     # with the batch-norm ablation, only Model B
-    python benchmarks/reproduce_table.py --batchnorm-ablation --only 'fer5:B:*'
+    python experiments/reproduce_table.py --batchnorm-ablation --only 'fer5:B:*'
     # smoke run: 1 epoch, at most ~600 faces per split, outputs in a temporary folder
-    python benchmarks/reproduce_table.py --epochs 1 --limit 600 --work-dir /tmp/rt --out-dir /tmp/rt
+    python experiments/reproduce_table.py --epochs 1 --limit 600 --work-dir /tmp/rt --out-dir /tmp/rt
 
 SVM cells use models.svm (StandardScaler -> scikit-learn SVC), RBF kernel by default as the original. Measured on
 this project's 2-core CPU with 2,728 landmarks + sliding-window HOG features, 7 classes (single-threaded BLAS):
 2,000 Training faces: fit 3.3 s, predict 3,589 PublicTest faces 14 s (PublicTest 42.9 %); 4,000 faces (CPU shared
 with a smoke run, so ~2-3x inflated): fit 43 s, predict 80 s (45.6 %). Extrapolated to 28,709 faces (fit ~n^2,
 predict ~n): ~15 min fit, ~3 min per 3,589-face split, and ~25 min for the Training accuracy that
-models.training reports, i.e. roughly 45-60 min per SVM cell. LinearSVC (primal) was not faster at these sizes
+training.trainer reports, i.e. roughly 45-60 min per SVM cell. LinearSVC (primal) was not faster at these sizes
 (16 s / 121 s fit) and less accurate (35.6 % / 37.2 %), so RBF stays the default. Measured full cells (results.csv,
 seconds): 5 classes landmarks + sliding-window HOG 20 min; 7 classes 66 min on a 2-core machine without AVX-512
 (fit and PublicTest 58 min, sharing the CPU with a Keras run); landmarks and landmarks + HOG cells 1-2 min. Keras
@@ -278,8 +278,8 @@ def _recipe_change(old: dict[str, str], new: dict[str, str]) -> str:
 
 def run_cell(cell: Cell, data_dir: Path, args: argparse.Namespace) -> dict[str, object]:
     """Train (resuming an interrupted run) and evaluate one cell; the CSV row."""
-    from models.evaluation import evaluate_run
-    from models.training import train
+    from inference.evaluation import evaluate_run
+    from training.trainer import train
 
     config = cell_config(cell, args)
     recipe = _recipe_fields(cell, config)
@@ -448,7 +448,7 @@ def render_markdown(rows: dict[str, dict[str, str]], command: str) -> str:
         "# Results: the original table, reproduced",
         "",
         "PrivateTest accuracy (models selected on PublicTest; PrivateTest evaluated once), produced by",
-        "`benchmarks/reproduce_table.py` through `data.convert.convert` and `models.training.train`.",
+        "`experiments/reproduce_table.py` through `data.convert.convert` and `training.trainer.train`.",
         "Our number first, the original repository's in brackets.",
         "",
         f"- latest command (runs are resumable and add the cells they were given; `--only` picks cells): `{command}`",
@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(redo)} of them measured with another recipe, run again: "
               + ", ".join(f"{c.id} ({_recipe_change(row_recipe(rows[c.id]), cell_recipe(c, args))})" for c in redo),
               flush=True)
-    command = shlex.join(["python", "benchmarks/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "experiments/reproduce_table.py", *(sys.argv[1:] if argv is None else argv)])
     markdown_path = args.out_dir / "RESULTS.md"
 
     def write_markdown() -> None:  # after every cell, so a stopped run leaves an up-to-date table

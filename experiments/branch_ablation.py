@@ -4,7 +4,7 @@ For each model, PublicTest accuracy (a) as is, (b) with every image replaced by 
 branch silenced), (c) with every feature vector replaced by the mean feature vector of the Training split
 (the feature branch silenced). If (b) equals (a), the image branch contributes nothing.
 
-    python benchmarks/branch_ablation.py --data fer2013_features runs/B/model.keras runs/B_modern2/model.keras
+    python experiments/branch_ablation.py --data fer2013_features runs/B/model.keras runs/B_modern2/model.keras
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from models.io import load_model
-    from models.training import load_split, model_inputs
+    from training.trainer import load_split, model_inputs
 
     splits = {}  # feature set -> (the split's data, the Training mean feature vector), loaded once
     print("| model | feature set | as is | image constant | features at mean |")

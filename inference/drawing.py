@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.predictor import FacePrediction
+from inference.predictor import FacePrediction
 
 BOX_COLOUR = (0, 200, 0)  # BGR
 TEXT_COLOUR = (255, 255, 255)

@@ -7,8 +7,8 @@ alone and joined with the 136 landmark coordinates, and fits the same standardis
 on Training to each, printing PublicTest and PrivateTest accuracy side by side (a linear probe: how much class
 information each feature set carries, independent of any CNN training noise).
 
-    python benchmarks/bench_hog_norm.py --data fer2013_features
-    python benchmarks/bench_hog_norm.py --data fer2013_features --limit 5000    # quicker, Training capped
+    python experiments/bench_hog_norm.py --data fer2013_features
+    python experiments/bench_hog_norm.py --data fer2013_features --limit 5000    # quicker, Training capped
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Subfolder names are matched case-insensitively to the model's classes, with common synonyms (``SYNONYMS``:
 angry/anger, happy/happiness, sad/sadness, disgust/disgusted, fear/fearful, surprise/surprised, neutral,
-contempt). Every image goes through ``models.predictor.FacePredictor``; an image with several faces is judged by its
+contempt). Every image goes through ``inference.predictor.FacePredictor``; an image with several faces is judged by its
 largest face, and an image with no face counts as an error (column ``no face`` of the confusion matrix) and is
 listed. Files that cannot be decoded are listed and left out of the accuracy.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.predictor import IMAGE_SUFFIXES, FacePredictor, ImageReadError, load_image
+from inference.predictor import IMAGE_SUFFIXES, FacePredictor, ImageReadError, load_image
 
 NO_FACE = "no face"
 # Groups of folder names that mean the same expression (all lower case).
@@ -195,7 +195,7 @@ def evaluate_folder_run(
 ) -> dict[str, Any]:
     """Load ``model_path`` into a FacePredictor, evaluate ``images_dir``, write the files listed in the module
     docstring to ``out_dir`` (default: the model's folder) and return the metrics."""
-    from models.evaluation import plot_confusion_matrix
+    from inference.evaluation import plot_confusion_matrix
 
     model_path = Path(model_path)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent

@@ -1,6 +1,6 @@
 """Hyperparameter search with hyperopt (TPE) over ``parameters.OptimizerSearchSpace``.
 
-One trial = one call of ``models.training.train`` (the function ``train.py`` uses) on a config with the searched
+One trial = one call of ``training.trainer.train`` (the function ``train.py`` uses) on a config with the searched
 values; the objective is its PublicTest accuracy (never PrivateTest), loss = -accuracy. Three back ends:
 
 - local (default): trials run one after another in this process; the ``hyperopt.Trials`` are pickled to the trials
@@ -100,7 +100,7 @@ def run_trial(
 
     ``{'status': 'ok', 'loss': -acc, 'public_test_accuracy': acc, 'time_s', 'trial_dir', 'params'}``, or on any
     exception ``{'status': 'fail', 'error': 'Type: message', 'traceback', 'time_s', ...}`` so the search goes on.
-    ``train_fn`` defaults to ``models.training.train``.
+    ``train_fn`` defaults to ``training.trainer.train``.
     """
     from hyperopt import STATUS_FAIL, STATUS_OK
 
@@ -112,7 +112,7 @@ def run_trial(
         config = Config().with_overrides({**(overrides or {}), **params})
         config.validate()
         if train_fn is None:
-            from models.training import train as train_fn
+            from training.trainer import train as train_fn
         # resume: a trial interrupted with the search continues from its checkpoint (kept with save_model); the
         # folder name digests the whole config, so a checkpoint found there is this very trial's.
         outcome = train_fn(config, Path(data_dir), trial_dir, resume=True, verbose=verbose)

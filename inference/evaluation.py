@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from models.training import TrainingError, load_split, model_inputs, read_data_meta
+from training.trainer import TrainingError, load_split, model_inputs, read_data_meta
 
 
 def predict_probabilities(model, images: np.ndarray, features: np.ndarray | None, *, batch_size: int = 256):
@@ -29,7 +29,7 @@ def predict_probabilities(model, images: np.ndarray, features: np.ndarray | None
 
 def tta_supported(feature_set: str) -> bool:
     """Flip TTA needs the features of the mirrored face: landmarks are mirrored and re-indexed, HOG is recomputed
-    from the mirrored pixels (``models.augment.flip_features``), so every feature set of ``parameters`` has them."""
+    from the mirrored pixels (``data.augment.flip_features``), so every feature set of ``parameters`` has them."""
     from parameters import FEATURE_SETS
 
     return feature_set in FEATURE_SETS
@@ -54,7 +54,7 @@ def evaluate(
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from models.augment import flip_features, flip_images
+    from data.augment import flip_features, flip_images
 
     class_names = list(metadata["class_names"])
     k = len(class_names)

@@ -1,7 +1,7 @@
 """The one training function: ``train(config, data_dir, out_dir)`` (used by train.py and optimize_hyperparams.py).
 
 Protocol (../shared/README.md): fit on Training, validate on PublicTest after every epoch, keep the best-on-PublicTest
-model; PrivateTest is never looked at here (models.evaluation reports it once, at the end).
+model; PrivateTest is never looked at here (inference.evaluation reports it once, at the end).
 
 A run directory holds::
 
@@ -226,7 +226,7 @@ def batch_generator(
     ``teacher`` (``(images, features) -> probabilities``, see :func:`make_teacher`): the targets become
     ``(1 - distill_weight) * targets + distill_weight * teacher(batch)`` (knowledge distillation at temperature 1).
     """
-    from models.augment import mixup, random_affine, random_erasing
+    from data.augment import mixup, random_affine, random_erasing
 
     hp, tr = config.hyperparams, config.training
     n, batch_size = len(train.labels), tr.batch_size
@@ -266,8 +266,8 @@ def make_teacher(paths: str, config: Config, class_names: list[str]):
     teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
     import tensorflow as tf
 
-    from models.augment import flip_features, flip_images
-    from models.evaluation import tta_supported
+    from data.augment import flip_features, flip_images
+    from inference.evaluation import tta_supported
     from models.io import load_model
 
     fs = config.dataset.feature_set
