@@ -1,0 +1,28 @@
+"""User-facing errors and the exit codes every CLI shares.
+
+Exit codes (the same for ``convert_fer2013.py``, ``train.py``, ``evaluate.py``, ``export.py``, ``predict.py``,
+``predict_from_video.py``, ``optimize_hyperparams.py`` and ``serve.py``):
+
+====  =====================================================================================================
+0     success
+1     an error the user can fix: unreadable or malformed file, unwritable output, bad value, model mismatch
+2     a bad command line (argparse's own code: unknown flag, wrong type, missing argument)
+3     ``predict.py`` only: it ran, but at least one image had no face
+130   interrupted (Ctrl-C or SIGTERM); partial output is removed, and the message says how to resume
+====  =====================================================================================================
+
+Every error a user can cause subclasses :class:`UserError`; each ``main`` catches it and prints one line
+(``error: <message>``) with no traceback. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_FACE = 3
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error caused by the user's input (file, flag value, folder) that the message tells them how to fix."""
