@@ -60,6 +60,8 @@ def shown_commands() -> list[tuple[str, str, list[str]]]:
     commands = []
     for path in USER_DOCS:
         for line in code_blocks(path.read_text(encoding="utf-8")):
+            if not re.match(r"python3?\s", line):
+                continue
             tokens = shlex.split(line, comments=True)
             if len(tokens) >= 2 and tokens[0] in ("python", "python3") and tokens[1].endswith(".py"):
                 commands.append((path.relative_to(ROOT).as_posix(), tokens[1], tokens[2:]))
