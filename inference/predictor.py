@@ -28,11 +28,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+# the detectors are defined once, with the other choice lists
+from parameters import DETECTORS
+
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 # A trained model placed here (issue 5) becomes the default for --model in both scripts.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "fer_model.keras"
-DETECTORS = ("dlib", "haar")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2")
 PEER_SUFFIXES = (".h5", ".hdf5")  # Keras 2 full models (../shared/peers): no metadata, FER2013's 7 classes
 FER2013_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")

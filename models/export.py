@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
+from parameters import EXPORT_FORMATS  # defined once, with the other choice lists
+
 ONNX_OPSET = 17
 OUTPUT_NAME = "probabilities"
 
