@@ -37,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from errors import UserError
 from parameters import Config, OptimizerSearchSpace
 
 # The searched names, in report order; each is a Hyperparams field and a field of OptimizerSearchSpace.
@@ -53,7 +54,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 Objective = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A search that cannot start: bad space, mismatching trials file, bad back-end settings."""
 
 
