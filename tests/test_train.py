@@ -8,70 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from parameters import EMOTIONS
-
-CLASSES = ["Angry", "Happy", "Sad"]
-
-
-def write_converted(
-    root: Path,
-    n: dict[str, int] | None = None,
-    class_names: list[str] | tuple[str, ...] = CLASSES,
-    *,
-    hog: str | None = "windows",
-    landmarks: bool = True,
-    onehot: bool = True,
-    seed: int = 0,
-) -> Path:
-    """A converted directory as docs/DESIGN.md lays it out, with learnable synthetic faces: each class has its own
-    brightness pattern and landmark offset."""
-    n = n or {"Training": 96, "PublicTest": 32, "PrivateTest": 32}
-    rng = np.random.default_rng(seed)
-    k = len(class_names)
-    files = ["images", "labels"] + (["landmarks"] if landmarks else [])
-    if hog == "windows":
-        files += ["hog_features", "hog_plain"]
-    elif hog == "plain":
-        files += ["hog_features"]
-    counts = {}
-    for split, size in n.items():
-        folder = root / split
-        folder.mkdir(parents=True)
-        labels = np.arange(size) % k
-        rng.shuffle(labels)
-        images = rng.integers(0, 60, (size, 48, 48))
-        for c in range(k):  # class c: a bright horizontal band at rows 8c..8c+8
-            images[labels == c, 8 * c : 8 * c + 8, :] += 150
-        np.save(folder / "images.npy", images.astype(np.uint8))
-        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels] if onehot else labels.astype(np.int64))
-        if landmarks:
-            points = rng.uniform(5, 42, (size, 68, 2)).astype(np.float32)
-            np.save(folder / "landmarks.npy", points + 4 * labels[:, None, None].astype(np.float32))
-        if hog == "windows":
-            np.save(folder / "hog_features.npy", rng.random((size, 2592), dtype=np.float32))
-            np.save(folder / "hog_plain.npy", rng.random((size, 72), dtype=np.float32))
-        elif hog == "plain":
-            np.save(folder / "hog_features.npy", rng.random((size, 72), dtype=np.float32))
-        counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(class_names)}
-    expressions = [EMOTIONS.index(c) for c in class_names]
-    meta = {
-        "format_version": 1,
-        "class_names": list(class_names),
-        "expressions": expressions,
-        "expression_mapping": {str(e): i for i, e in enumerate(expressions)},
-        "onehot": onehot,
-        "hog": hog,
-        "files": files,
-        "options": {},
-        "counts": counts,
-        "skipped_rows": [],
-        "source": "synthetic",
-        "source_sha256": "0" * 64,
-        "versions": {},
-    }
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
+from conftest import CLASSES, write_converted
 
 
 def run_main(*args: str | Path) -> int:

@@ -79,6 +79,9 @@ def _prepare(config: Config, data_dir: Path):
     config = config.with_overrides({"expressions": class_names, "output_size": len(class_names)})
     fs, ds = config.dataset.feature_set, config.dataset
     soft = config.training.soft_labels
+    if not is_keras_model(config.network.model) and FEATURE_SETS[fs] == 0:
+        raise TrainingError(f"the {config.network.model} model needs a feature vector: choose a landmarks* feature "
+                            "set, not 'raw'")
     if soft and not is_keras_model(config.network.model):
         raise TrainingError(f"--soft-labels needs a Keras model, not {config.network.model!r}")
     train_data = load_split(
