@@ -226,7 +226,6 @@ class Network:
 
     model: str = option("B", "architecture (models.available_models(): A, B, fernet, svm)")
     input_size: int = option(48, "side of the square grey input in pixels", at_least=8, cli=False)
-    output_size: int = option(7, "number of classes", at_least=2, cli=False)
     use_batchnorm_after_conv_layers: bool = option(True, "batch normalisation after each convolution")
     use_batchnorm_after_fully_connected_layers: bool = option(
         False, "batch normalisation after each fully connected layer")
@@ -252,11 +251,14 @@ class Hyperparams:
         0.864, "exponential schedule: decay factor applied every --decay-step steps", above=0, at_most=1)
     decay_step: int = option(50, "exponential schedule: optimizer steps per decay (continuous, as tflearn's)",
                              at_least=1)
-    optimizer: str = option("momentum", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = option(
+        "momentum", "optimizer of the weights (--optimizer-param is its momentum, beta1 or rho)", choices=OPTIMIZERS)
     optimizer_param: float = option(
         0.95, "momentum; beta1 for adam; rho for rmsprop/adadelta; unused for adagrad", at_least=0, below=1)
     # Post-2016 training recipe (off by default so the original is reproduced unless asked).
-    schedule: str = option("exponential", "learning-rate schedule", choices=SCHEDULES)
+    schedule: str = option(
+        "exponential", "learning-rate schedule: exponential decay (the original's), cosine or one-cycle",
+        choices=SCHEDULES)
     warmup_epochs: float = option(0.0, "epochs of linear learning-rate warm-up", at_least=0)
     weight_decay: float = option(0.0, "decoupled weight decay (0: off)", at_least=0)
     # tflearn's DNN clipped at 5.0 by default (clip_gradients=5.0), so the 2016 runs had it; without it Model B on
@@ -279,8 +281,8 @@ class Hyperparams:
 class Training:
     """Loop settings."""
 
-    batch_size: int = option(128, "faces per optimizer step", at_least=1)
-    epochs: int = option(13, "passes over Training", at_least=1)
+    batch_size: int = option(128, "faces per optimizer step (batch size)", at_least=1)
+    epochs: int = option(13, "passes over the Training split", at_least=1)
     seed: int = option(0, "random seed: data order, augmentation, initialisation", at_least=0)
     save_model: bool = option(True, "write the best-on-PublicTest model and checkpoints")
     early_stopping_patience: int = option(
@@ -292,8 +294,8 @@ class Training:
         "", "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
         "random weights: fine-tuning, or a second cosine cycle (warm restart); the schedule starts afresh",
         metavar="MODEL")
-    teacher: str = option(
-        "", "knowledge distillation: saved model(s) (.keras; same classes, the same feature set or raw pixels, any "
+    teacher: tuple[str, ...] = option(
+        (), "knowledge distillation: saved model(s) (.keras; same classes, the same feature set or raw pixels, any "
         "architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror "
         "image, are mixed into the targets (several: space- or comma-separated)", metavar="MODEL")
     distill_weight: float = option(
@@ -305,10 +307,11 @@ class VideoPredictor:
     """Live-demo settings (predict_from_video.py)."""
 
     print_emotions: bool = option(False, "print the probabilities of each prediction")
-    camera_source: int = option(0, "camera index", at_least=0)
-    face_detector: str = option("dlib", "face detector", choices=DETECTORS)
+    camera_source: int = option(0, "index of the webcam to read", at_least=0)
+    face_detector: str = option("dlib", "face detector of the live demo", choices=DETECTORS)
     show_confidence: bool = option(True, "draw the probability next to the label")
-    time_to_wait_between_predictions: float = option(0.5, "seconds between predictions", at_least=0)
+    time_to_wait_between_predictions: float = option(
+        0.5, "seconds between two predictions of the live demo", at_least=0)
     smoothing: float = option(
         0.6, "weight of the previous probabilities in the exponential moving average", at_least=0, below=1)
 

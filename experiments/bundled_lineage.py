@@ -30,13 +30,15 @@ BUNDLED = ROOT / "models" / "pretrained" / "fer_model.keras"
 
 
 def write_lineage(model: Path, lineage: list[str]) -> None:
-    """Replace ``training_lineage`` in the metadata inside ``model`` and in its sidecar (the same text, as
-    ``models.io.save_model`` writes them), each written atomically; every other archive entry is copied as is."""
+    """Replace ``training_lineage`` (and ``training_command``, its last entry) in the metadata inside ``model`` and
+    in its sidecar (the same text, as ``models.io.save_model`` writes them), each written atomically; every other
+    archive entry is copied as is."""
     tmp, tmp_side = model.with_name(f".{model.name}.partial"), model.with_name(f".{model.stem}.meta.partial")
     try:
         with zipfile.ZipFile(model) as source, zipfile.ZipFile(tmp, "w") as target:
             metadata = json.loads(source.read(METADATA_NAME))
             metadata["training_lineage"] = lineage
+            metadata["training_command"] = lineage[-1]  # the model's own run
             text = json.dumps(metadata, indent=1)
             for info in source.infolist():
                 target.writestr(info, text.encode() if info.filename == METADATA_NAME else source.read(info))
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bundled_lineage.py: error: {err}", file=sys.stderr)
         return 1
     if args.check:
-        same = current == lineage
+        same = current == lineage  # training_command is written with it
         print(f"{args.model}: training_lineage {'matches' if same else 'differs from'} {args.run}'s run folders")
         return 0 if same else 1
     write_lineage(args.model, lineage)

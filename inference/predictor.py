@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from errors import UserError
+
 # the detectors are defined once, with the other choice lists
 from parameters import DETECTORS
 
@@ -47,7 +49,7 @@ FER2013_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neut
 CROP_FRAMING: dict[str, tuple[float, float]] = {"dlib": (1.06, 0.052), "haar": (1.02, 0.0)}
 
 
-class PredictorError(Exception):
+class PredictorError(UserError):
     """A problem the user can fix (bad file, missing model, bad source); the message says what and where."""
 
 
