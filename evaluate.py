@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
+from parameters import DETECTORS
 
 SPLITS = ("PrivateTest", "PublicTest")
 
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="with --data: average each face's probabilities with its mirror image's")
     faces = parser.add_argument_group("face pipeline (with --images-dir)")
-    faces.add_argument("--detector", choices=["dlib", "haar"], default="dlib", help="face detector (default dlib)")
+    faces.add_argument("--detector", choices=DETECTORS, default="dlib", help="face detector (default dlib)")
     faces.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=False,
                        help="each image is already a face crop (no detection)")
     parser.add_argument("--out", type=Path, help="folder for metrics and confusion matrices (default: the model's)")

@@ -12,6 +12,7 @@ from tests.conftest import ROOT, make_rows, write_fer_csv
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from experiments import reproduce_charts as charts  # noqa: E402
 from experiments import reproduce_render as render  # noqa: E402
 
 
@@ -157,9 +158,9 @@ def test_learning_curves_table_and_chart(reproduce, tmp_path):
            for cell in ("fer5:A:landmarks_hog:bn", "fer5:A:landmarks_hog:nobn")}
     assert "| 60.0 % | 55.0 % | -5.0 | 68.7 % / 66.8 % |" in render.render_markdown(rows | hog, "cmd")
     assert "7 expr. Model B" not in markdown and "](learning_curves.png)" in markdown
-    path = render.render_curves(rows, tmp_path / "learning_curves.png")
+    path = charts.render_curves(rows, tmp_path / "learning_curves.png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and not list(tmp_path.glob(".*partial"))
-    assert render.render_curves({"fer7:B:raw:bn": rows["fer7:B:raw:bn"]}, tmp_path / "none.png") is None
+    assert charts.render_curves({"fer7:B:raw:bn": rows["fer7:B:raw:bn"]}, tmp_path / "none.png") is None
 
 
 def test_a_results_csv_of_another_recipe_is_refused_not_redone(reproduce, tmp_path, monkeypatch, capsys):
