@@ -51,7 +51,7 @@ def _format_default(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, tuple):
         return " ".join(str(v) for v in value) or "none"
-    return repr(value) if value == "" else str(value)
+    return "none" if value == "" else str(value)
 
 
 def cli_fields(cls: Any) -> list[dataclasses.Field]:
@@ -93,7 +93,8 @@ def add_fields(
         elif kind == "strings":
             kwargs.update(type=str, nargs="+")
         elif kind in ("int", "float"):
-            kwargs.update(type=int if kind == "int" else float, metavar=kwargs["metavar"] or kind.upper()[0])
+            number = (int, "N") if kind == "int" else (float, "X")
+            kwargs.update(type=number[0], metavar=kwargs["metavar"] or number[1])
         if field_choices is not None and kind == "str":
             kwargs["choices"] = list(field_choices)
         elif field_choices is not None and kwargs["metavar"] is None:

@@ -224,7 +224,7 @@ class Dataset:
 class Network:
     """Architecture choice; see models.available_models() for the names."""
 
-    model: str = option("B", "architecture (models.available_models(): A, B, fernet, svm)")
+    model: str = option("B", "architecture, from the model registry (models.available_models())")
     input_size: int = option(48, "side of the square grey input in pixels", at_least=8, cli=False)
     use_batchnorm_after_conv_layers: bool = option(True, "batch normalisation after each convolution")
     use_batchnorm_after_fully_connected_layers: bool = option(
