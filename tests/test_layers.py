@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 
 import pytest
-
 from conftest import ROOT
 
 PROJECT = {"train", "evaluate", "export", "predict", "predict_from_video", "convert_fer2013", "optimize_hyperparams",
