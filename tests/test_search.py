@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_converted
 
 from parameters import EMOTIONS, OptimizerSearchSpace, load_params_file
 
@@ -25,43 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 N_PER_SPLIT = {"Training": 64, "PublicTest": 24, "PrivateTest": 12}
 
 
-def write_tiny_converted(root: Path, seed: int = 0) -> Path:
-    """A converted data directory (docs/DESIGN.md layout) of random faces: 100 images, 7 classes, all arrays."""
-    rng = np.random.default_rng(seed)
-    k = len(EMOTIONS)
-    counts = {}
-    for split, n in N_PER_SPLIT.items():
-        folder = root / split
-        folder.mkdir(parents=True)
-        labels = rng.integers(0, k, n)
-        np.save(folder / "images.npy", rng.integers(0, 256, (n, 48, 48), dtype=np.uint8))
-        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels])
-        np.save(folder / "landmarks.npy", rng.uniform(0, 47, (n, 68, 2)).astype(np.float32))
-        np.save(folder / "hog_features.npy", rng.random((n, 2592), dtype=np.float32))
-        np.save(folder / "hog_plain.npy", rng.random((n, 72), dtype=np.float32))
-        counts[split] = {name: int((labels == i).sum()) for i, name in enumerate(EMOTIONS)}
-    meta = {
-        "format_version": 1,
-        "class_names": list(EMOTIONS),
-        "expressions": list(range(k)),
-        "expression_mapping": {str(i): i for i in range(k)},
-        "onehot": True,
-        "hog": "windows",
-        "files": ["images", "labels", "landmarks", "hog_features", "hog_plain"],
-        "options": {},
-        "counts": counts,
-        "skipped_rows": [],
-        "source": "synthetic",
-        "source_sha256": "0" * 64,
-        "versions": {"numpy": np.__version__},
-    }
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_converted(tmp_path_factory.mktemp("fer_tiny"))
+    """A converted directory of 100 synthetic faces of all seven classes, every array present."""
+    return write_converted(tmp_path_factory.mktemp("fer_tiny"), N_PER_SPLIT, EMOTIONS)
 
 
 def fake_objective(params: dict) -> dict:

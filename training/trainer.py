@@ -21,7 +21,6 @@ from training.run import (
     TrainingError,
     TrainingRun,
     TrainResult,
-    require_run,
     write_history_csv,
     write_json_atomic,
 )
@@ -35,15 +34,14 @@ def train(
     """Train ``config.network.model`` on ``data_dir``'s Training split, select on PublicTest, write ``out_dir``.
 
     Returns the best PublicTest accuracy and the path of the best model. ``resume`` continues the run in
-    ``out_dir`` (same model, feature set and classes required): from its last checkpoint, or from epoch 1 when it
-    was interrupted before the first; TrainingError when ``out_dir`` holds no run.
+    ``out_dir`` from its last checkpoint (same model, feature set and classes required), or starts it from epoch 1
+    when there is none yet (so a search or table trial can always pass it; train.py's ``--resume`` first checks,
+    with ``training.run.require_run``, that the folder holds a run).
     ``verbose``: 0 silent, 1 progress bar and a line per epoch, 2 one line per epoch.
     Raises TrainingError or data.splits.DataError (both errors.UserError) for bad data directories,
     configurations, resume states, and for a run whose loss stops being finite.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if resume:
-        require_run(out_dir)
     config, data_meta, class_names, train_data, public = _prepare(config, data_dir)
     from models import is_keras_model
 
