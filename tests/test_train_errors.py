@@ -150,9 +150,11 @@ def test_a_failed_save_leaves_no_partial_model(tmp_path, monkeypatch):
 
 
 def test_bad_values_are_one_line_but_bugs_keep_their_traceback(data_dir, tmp_path, capsys, monkeypatch):
-    assert run_main("--data", data_dir, *FERNET, "--keep-prob", "1.5", "--out", tmp_path / "r") == EXIT_ERROR
+    params = tmp_path / "params.json"
+    params.write_text('{"keep_prob": 1.5}')  # a bad flag value is a command-line error (exit 2, tests/test_flags.py)
+    assert run_main("--data", data_dir, *FERNET, "--params", params, "--out", tmp_path / "r") == EXIT_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("train.py: error: keep_prob 1.5") and "Traceback" not in err
+    assert err.startswith(f"train.py: error: {params}: keep_prob: 1.5 must be <= 1") and "Traceback" not in err
     assert not (tmp_path / "r").exists()
 
     import training.trainer
