@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FER_CSV ?= ../shared/data/fer2013.csv.gz
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo convert-demo test lint clean
+.PHONY: setup demo convert-demo test test-fast lint lint-imports clean
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,16 @@ demo: setup
 convert-demo: setup
 	$(PY) convert_fer2013.py --csv $(FER_CSV) --limit 1000 --out out/convert-demo --overwrite
 
-test: setup
+# what CI runs: the layering contract (pyproject.toml [tool.importlinter]), then every test
+test: setup lint-imports
 	$(PY) -m pytest -q
+
+# the edit-test loop (about 2 min on 2 cores): everything but the slow end-to-end checks
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint-imports: setup
+	$(VENV)/bin/lint-imports
 
 lint: setup
 	$(VENV)/bin/ruff check .

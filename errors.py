@@ -17,6 +17,11 @@ Every error a user can cause subclasses :class:`UserError`; each ``main`` catche
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -26,3 +31,21 @@ EXIT_INTERRUPTED = 130
 
 class UserError(Exception):
     """An error caused by the user's input (file, flag value, folder) that the message tells them how to fix."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C, so one ``except KeyboardInterrupt`` (and
+    every ``finally`` that removes partial output) handles both. The previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,7 @@ like) to continue an interrupted search. Writes --out (best.json, read by `train
 
     # 30 trials of model B, 3 epochs each, trying momentum and adam
     python optimize_hyperparams.py --data out/fer2013 --max-evals 30 --epochs 3 --optimizers momentum,adam \\
-        --trials-file out/search/trials.pkl --out out/search/best.json
+        --learning-rate-range 0.001 0.05 --trials-file out/search/trials.pkl --out out/search/best.json
     python train.py --data out/fer2013 --params out/search/best.json
 
     # 4 trials at a time on Spark (local[*] without a cluster; use spark-submit --master ... for one)
@@ -24,25 +24,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from parameters import FEATURE_SETS, OPTIMIZERS, Config, OptimizerSearchSpace, load_params_file
+from flags import add_config_fields, add_fields, config_from_args, given, replace_from_args
+from parameters import Config, ConfigError, OptimizerSearchSpace, load_params_file
 
-_RANGES = ("learning_rate", "learning_rate_decay", "optimizer_param", "keep_prob")
-
-
-def _optimizer_list(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in OPTIMIZERS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a comma-separated subset of {','.join(OPTIMIZERS)}")
-    return names
+# Searched (their ranges are flags of their own) or set by the search itself: no flag of the shared training setup.
+_NOT_SHARED = ("learning_rate", "learning_rate_decay", "optimizer", "optimizer_param", "keep_prob", "save_model")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from models import available_models, is_keras_model
 
-    defaults, space = Config(), OptimizerSearchSpace()
+    # no abbreviations: the old `--keep-prob MIN MAX` must not silently mean --keep-prob-range
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--data", type=Path, required=True, help="converted data directory (convert_fer2013.py)")
     parser.add_argument("--max-evals", type=int, required=True, help="total trials, counting those already done")
@@ -61,50 +56,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--trials-dir", type=Path, default=None, help="where trials train (default: a 'trials' folder next to --out)"
     )
-    train = parser.add_argument_group("training of every trial (parameters.py, then --params, then these flags)")
-    keras_names = [name for name in available_models() if is_keras_model(name)]  # the svm has nothing to tune here
-    train.add_argument("--model", choices=keras_names, default=None, help=f"default: {defaults.network.model}")
-    train.add_argument(
-        "--features", choices=list(FEATURE_SETS), default=None, help=f"default: {defaults.dataset.feature_set}"
-    )
-    train.add_argument("--epochs", type=int, default=None, help=f"default: {defaults.training.epochs}")
-    train.add_argument("--batch-size", type=int, default=None, help=f"default: {defaults.training.batch_size}")
-    train.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"seeds TPE and every trial's training (default: {defaults.training.seed})",
-    )
-    train.add_argument(
+    parser.add_argument(
         "--params",
         type=Path,
         default=None,
-        help="JSON of parameters every trial uses (augment, schedule, ...), as train.py --params",
+        help="JSON of parameters every trial uses (augment, schedule, ...), as train.py --params; flags win",
     )
-    train.add_argument(
+    parser.add_argument(
         "--save-models",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="keep each trial's model and checkpoint (an interrupted trial then resumes; default: off)",
     )
-    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity inside a trial")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity inside a trial")
     ranges = parser.add_argument_group("search space (parameters.OptimizerSearchSpace; uniform between MIN and MAX)")
-    for name in _RANGES:
-        low, high = getattr(space, name)
-        ranges.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            nargs=2,
-            metavar=("MIN", "MAX"),
-            default=[low, high],
-            help=f"default: {low} {high}",
-        )
-    ranges.add_argument(
-        "--optimizers",
-        type=_optimizer_list,
-        default=space.optimizer,
-        help=f"comma-separated subset of {','.join(OPTIMIZERS)} (default: {','.join(space.optimizer)})",
-    )
+    add_fields(ranges, OptimizerSearchSpace)
+    keras_names = [name for name in available_models() if is_keras_model(name)]  # the svm has nothing to tune here
+    shared = [name for name in Config.fields() if name not in _NOT_SHARED]
+    add_config_fields(parser, names=shared, choices={"model": keras_names}, title="every trial's training: ")
     backend = parser.add_mutually_exclusive_group()
     backend.add_argument(
         "--mongo",
@@ -130,38 +99,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--mongo needs --exp-key NAME (the experiment the trials belong to)")
     if not (args.data / "meta.json").is_file():
         parser.error(f"--data {args.data}: no meta.json there; convert the csv with convert_fer2013.py first")
-    args.search = OptimizerSearchSpace(
-        **{name: tuple(getattr(args, name)) for name in _RANGES}, optimizer=tuple(args.optimizers)
-    )
-    try:
-        args.search.validate()
-    except ValueError as err:
-        parser.error(str(err))
+    args.search = replace_from_args(OptimizerSearchSpace(), args)  # each range was checked as it was parsed
 
     # What every trial trains with: Config() <- --params file <- flags, as train.py builds its config.
     try:
+        config = config_from_args(args, params_file=args.params)
         base = load_params_file(args.params) if args.params is not None else {}
-        named = {
-            "model": args.model,
-            "feature_set": args.features,
-            "batch_size": args.batch_size,
-            "epochs": args.epochs,
-            "seed": args.seed,
-        }
-        config = Config().with_overrides({**base, **{k: v for k, v in named.items() if v is not None}})
-        config.validate()
-    except ValueError as err:
-        parser.error(f"--params {args.params}: {err}" if args.params is not None else str(err))
+    except ConfigError as err:
+        parser.error(str(err))
     if not is_keras_model(config.network.model):
         parser.error(f"model {config.network.model}: no optimizer hyperparameters to search; choose a Keras model")
     # best.json's params: what the trials shared, without the search's own epochs and seed.
-    shared = {
+    shared_values = {
+        **given(args, [f for _, f in Config.fields().values()]),
         "model": config.network.model,
         "feature_set": config.dataset.feature_set,
         "batch_size": config.training.batch_size,
         "global_clipnorm": config.hyperparams.global_clipnorm,
     }
-    args.base_params = {k: v for k, v in {**base, **shared}.items() if k not in ("epochs", "seed", "save_model")}
+    args.base_params = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in {**base, **shared_values}.items()
+        if k not in ("epochs", "seed", "save_model")
+    }
     args.overrides = {
         **args.base_params,
         "epochs": config.training.epochs,

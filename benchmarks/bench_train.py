@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_split(n: int, feature_dim: int):
     import numpy as np
 
-    from training.trainer import SplitData
+    from data.splits import SplitData
 
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 47, (n, feature_dim)).astype(np.float32) if feature_dim else None
@@ -62,15 +62,12 @@ def bench_one(name: str, feature_set: str, args: argparse.Namespace) -> dict:
     """Time ``args.steps`` training batches of model ``name``; return images/s and projected s/epoch."""
     import keras
 
+    from data.batches import batch_generator
+    from data.splits import feature_statistics, load_split
     from models import build_model
     from parameters import FEATURE_SETS, Config
-    from training.trainer import (
-        batch_generator,
-        feature_statistics,
-        load_split,
-        make_optimizer,
-        set_feature_statistics,
-    )
+    from training.loop import set_feature_statistics
+    from training.optim import make_optimizer
 
     n_batches = args.warmup + args.steps
     n = n_batches * args.batch_size

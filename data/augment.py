@@ -2,7 +2,7 @@
 
 Geometric augmentation (random shift, small rotation and scale, horizontal flip) moves the 68 landmarks with the
 same affine map and, on a flip, re-indexes them (left eye <-> right eye ...). HOG cannot be moved, so training
-(training.trainer.batch_generator) recomputes it from the augmented images; every feature set is augmented exactly.
+(data.batches.batch_generator) recomputes it from the augmented images; every feature set is augmented exactly.
 
 Landmark coordinates are (x, y) pixel indices in the 48x48 image, so a flip maps x to ``width - 1 - x``.
 """

@@ -28,6 +28,7 @@ from data.features import compute_feature_arrays
 from data.fer2013 import Fer2013Data, load_fer2013
 from data.ferplus import FERPLUS_CLASSES, read_ferplus, relabel
 from data.landmarks import LandmarkExtractor, default_shape_predictor_path
+from errors import UserError
 from parameters import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 ExtraArrays = Callable[[str, np.ndarray], dict[str, np.ndarray]]
 
 
-class ConvertError(ValueError):
+class ConvertError(UserError, ValueError):
     """Bad options or input for a conversion (the message says what to change)."""
 
 

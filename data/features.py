@@ -14,15 +14,8 @@ import numpy as np
 
 from data import hog as hog_module
 from data.landmarks import LandmarkExtractor, as_uint8_faces, parallel_chunks, worker_extractor
-from parameters import FEATURE_SETS
+from parameters import FEATURE_PARTS, FEATURE_SETS  # the feature-set table: what each set is made of, in order
 
-# What each feature set is made of, in order.
-FEATURE_PARTS: dict[str, tuple[str, ...]] = {
-    "raw": (),
-    "landmarks": ("landmarks",),
-    "landmarks_hog": ("landmarks", "hog_plain"),
-    "landmarks_hog_windows": ("landmarks", "hog_windows"),
-}
 FEATURE_KINDS = ("landmarks", "hog_plain", "hog_windows", "hog_images")
 
 

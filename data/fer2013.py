@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import UserError
 from parameters import EMOTIONS, SPLITS
 
 IMAGE_SIZE = 48
@@ -31,7 +32,7 @@ _HEADER_SEARCH_LINES = 50  # stray text (citations) may precede the header in so
 _BATCH_ROWS = 2048  # rows whose pixel strings numpy parses in one call
 
 
-class Fer2013FormatError(ValueError):
+class Fer2013FormatError(UserError, ValueError):
     """The csv is not in FER2013 format; the message names the file and, where it applies, the line."""
 
 

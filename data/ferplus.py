@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from data.fer2013 import Fer2013Data
+from errors import UserError
 from parameters import EMOTIONS
 
 FERPLUS_CLASSES: tuple[str, ...] = (*EMOTIONS, "Contempt")
@@ -46,7 +47,7 @@ COLUMN_CLASS: dict[str, str] = {
 DROP_REASONS: tuple[str, ...] = ("no_votes", "unknown_or_nf", "tie")
 
 
-class FerPlusFormatError(ValueError):
+class FerPlusFormatError(UserError, ValueError):
     """fer2013new.csv is malformed or does not line up with fer2013.csv; the message names the file and line."""
 
 

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="PublicTest", choices=["PublicTest", "PrivateTest"])
     args = parser.parse_args(argv)
 
+    from data.splits import load_split, model_inputs
     from models.io import load_model
-    from training.trainer import load_split, model_inputs
 
     splits = {}  # feature set -> (the split's data, the Training mean feature vector), loaded once
     print("| model | feature set | as is | image constant | features at mean |")

@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
+    from data.splits import feature_statistics, load_split, model_inputs
     from models import build_model
-    from training.trainer import feature_statistics, load_split, model_inputs, set_feature_statistics
+    from training.loop import set_feature_statistics
 
     data = load_split(args.data, "Training", args.features)
     n_classes = int(data.labels.max()) + 1

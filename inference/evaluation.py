@@ -13,26 +13,22 @@ PrivateTest is for reporting only: nothing here feeds back into training or mode
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.trainer import TrainingError, load_split, model_inputs, read_data_meta
+from data.splits import load_split, model_inputs, read_data_meta
+from errors import UserError
+
+
+class EvaluationError(UserError, ValueError):
+    """A model that does not fit the data it is scored on (classes, features, output shape)."""
 
 
 def predict_probabilities(model, images: np.ndarray, features: np.ndarray | None, *, batch_size: int = 256):
     """``(n, n_classes)`` float32 probabilities for ``(n, 48, 48)`` grey images [+ ``(n, d)`` features]."""
     return np.asarray(model.predict(model_inputs(images, features), batch_size=batch_size, verbose=0), np.float32)
-
-
-def tta_supported(feature_set: str) -> bool:
-    """Flip TTA needs the features of the mirrored face: landmarks are mirrored and re-indexed, HOG is recomputed
-    from the mirrored pixels (``data.augment.flip_features``), so every feature set of ``parameters`` has them."""
-    from parameters import FEATURE_SETS
-
-    return feature_set in FEATURE_SETS
 
 
 def evaluate(
@@ -60,21 +56,17 @@ def evaluate(
     k = len(class_names)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= k):
-        raise TrainingError(f"labels outside 0..{k - 1} for the model's {k} classes")
+        raise EvaluationError(f"labels outside 0..{k - 1} for the model's {k} classes")
     probabilities = predict_probabilities(model, images, features, batch_size=batch_size)
     if probabilities.shape != (len(labels), k):
-        raise TrainingError(f"model output {probabilities.shape} does not match {len(labels)} samples x {k} classes")
+        raise EvaluationError(f"model output {probabilities.shape} does not match {len(labels)} samples x {k} classes")
     feature_set = metadata.get("feature_set", "raw")
-    applied = False
-    if tta and not tta_supported(feature_set):
-        warnings.warn(f"TTA skipped: {feature_set!r} features cannot be mirrored", stacklevel=2)
-    elif tta:
+    if tta:  # every feature set can be mirrored: landmarks are re-indexed, HOG is recomputed
         flipped = flip_images(images)
         mirrored = None
         if features is not None:
             mirrored = flip_features(np.asarray(features), feature_set, images.shape[2], flipped)
         probabilities = 0.5 * (probabilities + predict_probabilities(model, flipped, mirrored))
-        applied = True
     predictions = probabilities.argmax(axis=1)
     report = classification_report(
         labels, predictions, labels=list(range(k)), target_names=class_names, output_dict=True, zero_division=0
@@ -94,7 +86,7 @@ def evaluate(
         "weighted_avg": {m.replace("-score", ""): float(report["weighted avg"][m]) for m in metric_names},
         "confusion_matrix": confusion_matrix(labels, predictions, labels=list(range(k))).tolist(),
         "report": text,
-        "tta": applied,
+        "tta": bool(tta),
     }
 
 
@@ -132,10 +124,10 @@ def plot_confusion_matrix(
 
 
 def check_compatible(metadata: dict[str, Any], data_meta: dict[str, Any], data_dir: Path, model_path: Path) -> None:
-    """Raise TrainingError when the model's classes differ from the data directory's."""
+    """Raise EvaluationError when the model's classes differ from the data directory's."""
     model_classes, data_classes = list(metadata["class_names"]), list(data_meta.get("class_names") or [])
     if model_classes != data_classes:
-        raise TrainingError(
+        raise EvaluationError(
             f"classes disagree: {model_path} predicts {model_classes} but {data_dir} holds {data_classes}"
         )
 
@@ -166,7 +158,7 @@ def evaluate_run(
     for split in splits:
         data = load_split(data_dir, split, feature_set, n_classes=len(metadata["class_names"]))
         if data.features is not None and data.features.shape[1] != metadata["feature_dim"]:
-            raise TrainingError(f"{split}: features have {data.features.shape[1]} columns, model expects "
+            raise EvaluationError(f"{split}: features have {data.features.shape[1]} columns, model expects "
                                 f"{metadata['feature_dim']}")
         result = evaluate(model, metadata, data.images, data.labels, data.features, tta=tta)
         stem = f"confusion_matrix_{split}"

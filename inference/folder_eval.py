@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from errors import UserError
 from inference.predictor import IMAGE_SUFFIXES, FacePredictor, ImageReadError, load_image
 
 NO_FACE = "no face"
@@ -37,7 +38,7 @@ SYNONYMS: tuple[frozenset[str], ...] = (
 )
 
 
-class FolderEvalError(ValueError):
+class FolderEvalError(UserError, ValueError):
     """A folder that cannot be evaluated (no class subfolders, names matching no class, no images)."""
 
 

@@ -28,11 +28,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from errors import UserError
+
+# the detectors are defined once, with the other choice lists
+from parameters import DETECTORS
+
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 # A trained model placed here (issue 5) becomes the default for --model in both scripts.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "fer_model.keras"
-DETECTORS = ("dlib", "haar")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2")
 PEER_SUFFIXES = (".h5", ".hdf5")  # Keras 2 full models (../shared/peers): no metadata, FER2013's 7 classes
 FER2013_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
@@ -45,7 +49,7 @@ FER2013_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neut
 CROP_FRAMING: dict[str, tuple[float, float]] = {"dlib": (1.06, 0.052), "haar": (1.02, 0.0)}
 
 
-class PredictorError(Exception):
+class PredictorError(UserError):
     """A problem the user can fix (bad file, missing model, bad source); the message says what and where."""
 
 

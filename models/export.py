@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
+from errors import UserError
+from parameters import EXPORT_FORMATS  # defined once, with the other choice lists
+
 ONNX_OPSET = 17
 OUTPUT_NAME = "probabilities"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A model that cannot be exported (not a Keras model, unknown format, converter missing)."""
 
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from errors import UserError
+
 METADATA_NAME = "fer_metadata.json"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("class_names", "feature_set", "feature_dim", "model_name")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model file that is missing, unreadable or lacks its metadata."""
 
 
@@ -59,20 +61,22 @@ def save_model(model, path: str | Path, metadata: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"metadata lacks {missing}")
     text = _dumps(metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".joblib":
-        import joblib
-
-        tmp = path.with_name(f".{path.stem}.partial.joblib")
-        joblib.dump({"pipeline": model.pipeline, "n_classes": model.n_classes, "metadata": json.loads(text)}, tmp)
-    elif path.suffix == ".keras":
-        tmp = path.with_name(f".{path.stem}.partial.keras")
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(METADATA_NAME, text)
-    else:
+    if path.suffix not in (".joblib", ".keras"):
         raise ValueError(f"{path}: model files end in .keras (or .joblib for the svm)")
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:  # a failed or interrupted save (full disk, Ctrl-C) leaves neither a truncated model nor the partial file
+        if path.suffix == ".joblib":
+            import joblib
+
+            joblib.dump({"pipeline": model.pipeline, "n_classes": model.n_classes, "metadata": json.loads(text)}, tmp)
+        else:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(METADATA_NAME, text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     sidecar_path(path).write_text(text + "\n")
     return path
 

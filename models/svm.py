@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-SVM_KERNELS: tuple[str, ...] = ("rbf", "linear", "poly", "sigmoid")
+from parameters import SVM_KERNELS  # defined once, with the other choice lists
 
 
 def build_svm(

@@ -4,6 +4,8 @@
   csv (either header variant, optionally gzipped).
 * ``synthetic_rows``: the rows of ``synthetic_csv`` (all seven classes in all three splits, random faces).
 * ``synthetic_csv``: that csv written to tmp_path (``emotion,pixels,Usage``).
+* ``write_converted(root, n, class_names, ...)``: a converted directory (convert_fer2013.py's layout) of learnable
+  synthetic faces, for the training, evaluation and search tests; ``CLASSES`` its default classes.
 * ``shared_dir`` / ``fer_csv_gz``: ``../shared`` and its ``data/fer2013.csv.gz``; the test skips with a reason when
   absent. Tests using them are marked ``shared`` automatically.
 """
@@ -11,11 +13,17 @@
 from __future__ import annotations
 
 import gzip
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# TF 2.21's oneDNN kernels corrupt memory (segfault / "malloc(): corrupted top size") when the first model a
+# process fits is a fernet on this CPU (AVX512_BF16); with them off it trains. Set before any test imports TF.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = ROOT.parent / "shared"
@@ -26,6 +34,7 @@ HEADERS = {
 }
 
 Row = tuple[int | str, "np.ndarray | str", str]
+CLASSES = ["Angry", "Happy", "Sad"]
 
 
 def pixels_text(image: np.ndarray | str) -> str:
@@ -72,6 +81,68 @@ def make_rows(per_class: tuple[int, int, int] = (2, 1, 1), seed: int = 0) -> lis
             for emotion in range(7):
                 rows.append((emotion, rng.integers(0, 256, (48, 48), dtype=np.uint8), usage))
     return rows
+
+
+def write_converted(
+    root: Path,
+    n: dict[str, int] | None = None,
+    class_names: list[str] | tuple[str, ...] = CLASSES,
+    *,
+    hog: str | None = "windows",
+    landmarks: bool = True,
+    onehot: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A converted directory as docs/DESIGN.md lays it out, with learnable synthetic faces: each class has its own
+    brightness pattern and landmark offset."""
+    n = n or {"Training": 96, "PublicTest": 32, "PrivateTest": 32}
+    rng = np.random.default_rng(seed)
+    k = len(class_names)
+    files = ["images", "labels"] + (["landmarks"] if landmarks else [])
+    if hog == "windows":
+        files += ["hog_features", "hog_plain"]
+    elif hog == "plain":
+        files += ["hog_features"]
+    counts = {}
+    for split, size in n.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        labels = np.arange(size) % k
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, (size, 48, 48))
+        for c in range(k):  # class c: a bright horizontal band at rows 8c..8c+8
+            images[labels == c, 8 * c : 8 * c + 8, :] += 150
+        np.save(folder / "images.npy", images.astype(np.uint8))
+        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels] if onehot else labels.astype(np.int64))
+        if landmarks:
+            points = rng.uniform(5, 42, (size, 68, 2)).astype(np.float32)
+            np.save(folder / "landmarks.npy", points + 4 * labels[:, None, None].astype(np.float32))
+        if hog == "windows":
+            np.save(folder / "hog_features.npy", rng.random((size, 2592), dtype=np.float32))
+            np.save(folder / "hog_plain.npy", rng.random((size, 72), dtype=np.float32))
+        elif hog == "plain":
+            np.save(folder / "hog_features.npy", rng.random((size, 72), dtype=np.float32))
+        counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(class_names)}
+    from parameters import EMOTIONS
+
+    expressions = [EMOTIONS.index(c) for c in class_names]
+    meta = {
+        "format_version": 1,
+        "class_names": list(class_names),
+        "expressions": expressions,
+        "expression_mapping": {str(e): i for i, e in enumerate(expressions)},
+        "onehot": onehot,
+        "hog": hog,
+        "files": files,
+        "options": {},
+        "counts": counts,
+        "skipped_rows": [],
+        "source": "synthetic",
+        "source_sha256": "0" * 64,
+        "versions": {},
+    }
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from conftest import make_rows, pixels_text, write_fer_csv
@@ -205,21 +203,6 @@ def test_hog_float_input_and_single_image():
     np.testing.assert_array_equal(both["hog_plain"], hog_plain(images))
     with pytest.raises(ValueError, match=r"\(n, 48, 48\)"):
         hog_windows(np.zeros((2, 32, 32)))
-
-
-def test_hog_windows_much_faster_than_reference():
-    """Measured in one run so machine load affects both; the target is 20x, asserted with slack for noisy CI."""
-    images = _test_images(60)
-    hog_windows(images[:2])  # build lookup tables
-    start = time.perf_counter()
-    reference = [hog_windows_reference(image) for image in images[:30]]
-    t_reference = (time.perf_counter() - start) / 30
-    start = time.perf_counter()
-    for _ in range(5):
-        hog_windows(images)
-    t_ours = (time.perf_counter() - start) / (5 * len(images))
-    assert len(reference) == 30
-    assert t_reference / t_ours > 8, f"only {t_reference / t_ours:.1f}x faster"
 
 
 def test_hog_parity_on_real_faces(fer_csv_gz):

@@ -40,7 +40,7 @@ def test_registry_lists_models_and_rejects_unknown_names():
 @pytest.mark.parametrize("feature_set", ["raw", "landmarks"])
 @pytest.mark.parametrize("name", keras_models())
 def test_every_keras_model_outputs_probabilities(name, feature_set):
-    from training.trainer import set_feature_statistics
+    from training.loop import set_feature_statistics
 
     dim = FEATURE_SETS[feature_set]
     model = build_model(name, 5, dim, keep_prob=0.8)
@@ -91,7 +91,7 @@ def test_dropout_rate_is_one_minus_keep_prob():
 
 def test_save_load_roundtrip_keeps_metadata_and_feature_statistics(tmp_path):
     from models.io import load_model, read_metadata, save_model, sidecar_path
-    from training.trainer import set_feature_statistics
+    from training.loop import set_feature_statistics
 
     model = build_model("A", 3, 136, keep_prob=0.9)
     rng = np.random.default_rng(1)
@@ -184,7 +184,7 @@ def test_random_affine_moves_landmarks_with_the_image():
 def test_schedules_and_optimizers_follow_the_config():
     import keras
 
-    from training.trainer import make_optimizer, make_schedule
+    from training.optim import make_optimizer, make_schedule
 
     cfg = Config()
     schedule = make_schedule(cfg, steps_per_epoch=10)

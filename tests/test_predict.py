@@ -15,7 +15,6 @@ import pytest
 
 import predict
 from inference.predictor import (
-    DEFAULT_MODEL_PATH,
     FacePredictor,
     ImageReadError,
     ModelNotFoundError,
@@ -186,12 +185,14 @@ def test_load_image_errors_name_the_file(tmp_path):
         load_image(tmp_path / "missing.png")
 
 
-def test_missing_model_is_a_clear_error(tmp_path):
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    import inference.predictor
+
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         FacePredictor(tmp_path / "nope.keras")
-    if not DEFAULT_MODEL_PATH.exists():
-        with pytest.raises(ModelNotFoundError, match="no --model given and no bundled model at"):
-            FacePredictor()
+    monkeypatch.setattr(inference.predictor, "DEFAULT_MODEL_PATH", tmp_path / "no_bundle.keras")
+    with pytest.raises(ModelNotFoundError, match="no --model given and no bundled model at"):
+        FacePredictor()
 
 
 def test_directory_walk(tmp_path):
@@ -203,7 +204,6 @@ def test_directory_walk(tmp_path):
 
 def test_landmark_features_reach_the_model(tmp_path, astronaut_bgr):
     """A model trained with landmarks gets them computed from the crop (data.features.compute_features)."""
-    pytest.importorskip("data.features", reason="data/features.py (issue 2) not present yet")
     path = save_tiny_model(tmp_path / "lm.keras", feature_set="landmarks", feature_dim=136)
     predictor = FacePredictor(path)
     seen = []
@@ -258,8 +258,11 @@ def test_cli_text_file_is_an_error_and_others_still_run(model_path, astronaut_pn
     assert "astronaut.png" in captured.out  # the good file was still processed
 
 
-def test_cli_without_model_or_bundle(astronaut_png, capsys):
-    if DEFAULT_MODEL_PATH.exists():
-        pytest.skip("a bundled model exists: --model is optional")
+def test_cli_without_model_or_bundle(astronaut_png, tmp_path, capsys, monkeypatch):
+    import inference.predictor
+
+    missing = tmp_path / "pretrained" / "fer_model.keras"  # a checkout without the bundled model
+    monkeypatch.setattr(inference.predictor, "DEFAULT_MODEL_PATH", missing)
     assert predict.main(["--image", str(astronaut_png)]) == 1
-    assert "no --model given and no bundled model at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no --model given and no bundled model at" in err and str(missing) in err

@@ -1,4 +1,4 @@
-"""experiments/reproduce_table.py: the grid, a tiny end-to-end run, the CSV/markdown and resuming finished cells."""
+"""experiments/reproduce_table.py and reproduce_render.py: the grid, a tiny run, CSV and markdown, resuming."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, make_rows, write_fer_csv
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from experiments import reproduce_charts as charts  # noqa: E402
+from experiments import reproduce_render as render  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +49,10 @@ def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, caps
     assert all(0 <= float(r["private_test_accuracy"]) <= 1 and r["n_classes"] == "5" for r in rows)
     assert rows[0]["epochs"] == "1" and rows[0]["n_train"] == "20" and rows[1]["svm_kernel"]
     # the learning curve and per-class recall, as evaluated: one PublicTest value per epoch, the best one kept
-    curve = reproduce.parse_curve(rows[0]["public_test_by_epoch"])
+    curve = render.parse_curve(rows[0]["public_test_by_epoch"])
     assert len(curve) == 1 and curve[0] == pytest.approx(float(rows[0]["public_test_accuracy"]), abs=1e-5)
     assert 0 <= float(rows[0]["train_accuracy"]) <= 1
-    recall = reproduce.parse_recall(rows[0]["private_test_recall"])
+    recall = render.parse_recall(rows[0]["private_test_recall"])
     assert list(recall) == ["Angry", "Happy", "Sad", "Surprise", "Neutral"]
     assert all(0 <= v <= 1 for v in recall.values())
     markdown = (tmp_path / "out" / "RESULTS.md").read_text()
@@ -120,7 +125,7 @@ def test_results_csv_from_before_the_hardware_column_is_upgraded(reproduce, tmp_
     assert rows[0]["hardware"] == "" and rows[0]["private_test_accuracy"] == "0.4"
     assert rows[1]["hardware"] == "Test CPU, 2 usable cores, no GPU"
     assert not list(tmp_path.glob(".*partial"))
-    markdown = reproduce.render_markdown(reproduce.read_results(path), "python experiments/reproduce_table.py")
+    markdown = render.render_markdown(render.read_results(path), "python experiments/reproduce_table.py")
     assert "Test CPU, 2 usable cores, no GPU: 2 cells; not recorded" in markdown and ": 1 cell" in markdown
     assert "## Per cell" not in markdown  # no row has a learning curve
 
@@ -143,7 +148,7 @@ def test_learning_curves_table_and_chart(reproduce, tmp_path):
         "fer5:B:raw:nobn": base | {"cell": "fer5:B:raw:nobn", "dataset": "fer5", "model": "B", "feature_set": "raw",
                                    "batchnorm": "False", "best_epoch": "1", "private_test_accuracy": "0.3"},
     }
-    markdown = reproduce.render_markdown(rows, "cmd")
+    markdown = render.render_markdown(rows, "cmd")
     assert "| 5 expr. Model A, raw | 51.2, **62.0**, 61.0 | 90.0 | Angry 50.0, Happy 81.2 |" in markdown
     assert "| 5 expr. Model A, raw, no batch norm | 40.0, 50.0, **55.0** | – | – |" in markdown
     # the batch-norm ablation: with / without / the difference in points, '–' where the cell with it is missing
@@ -151,73 +156,82 @@ def test_learning_curves_table_and_chart(reproduce, tmp_path):
     assert "| 5 expr. Model B, raw | not run | 30.0 % | – | – |" in markdown
     hog = {cell: rows[cell.replace("landmarks_hog", "raw")] | {"cell": cell, "feature_set": "landmarks_hog"}
            for cell in ("fer5:A:landmarks_hog:bn", "fer5:A:landmarks_hog:nobn")}
-    assert "| 60.0 % | 55.0 % | -5.0 | 68.7 % / 66.8 % |" in reproduce.render_markdown(rows | hog, "cmd")
+    assert "| 60.0 % | 55.0 % | -5.0 | 68.7 % / 66.8 % |" in render.render_markdown(rows | hog, "cmd")
     assert "7 expr. Model B" not in markdown and "](learning_curves.png)" in markdown
-    path = reproduce.render_curves(rows, tmp_path / "learning_curves.png")
+    path = charts.render_curves(rows, tmp_path / "learning_curves.png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and not list(tmp_path.glob(".*partial"))
-    assert reproduce.render_curves({"fer7:B:raw:bn": rows["fer7:B:raw:bn"]}, tmp_path / "none.png") is None
+    assert charts.render_curves({"fer7:B:raw:bn": rows["fer7:B:raw:bn"]}, tmp_path / "none.png") is None
 
 
-def test_cells_measured_with_an_older_recipe_are_marked_then_redone_and_replaced(reproduce, tmp_path, monkeypatch,
-                                                                               capsys):
-    """Rows from before the global_clipnorm, standardize_features and initializer columns trained without clipping,
-    with standardised features and Keras' initialisation: RESULTS.md marks them, the default run (the 2016 code's
-    clipping at 5.0, unscaled features, tflearn's initialisers) redoes them and keeps one row per cell; asking for
-    the old recipe keeps them."""
+def test_a_results_csv_of_another_recipe_is_refused_not_redone(reproduce, tmp_path, monkeypatch, capsys):
+    """One results.csv holds one recipe: finished cells are skipped, and asking for another recipe on cells already
+    measured is refused with one line naming the file, the cell and what differs (nothing runs, nothing is
+    rewritten)."""
     path = tmp_path / "out" / "results.csv"
     path.parent.mkdir()
-    recipe_fields = ("global_clipnorm", "standardize_features", "initializer")
-    old_fields = [f for f in reproduce.CSV_FIELDS if f not in recipe_fields]
-    base = {f: "" for f in old_fields} | {"dataset": "fer5", "n_classes": "5", "epochs": "8",
-                                          "public_test_accuracy": "0.5", "private_test_accuracy": "0.4",
-                                          "seconds": "10.0"}
+    base = {f: "" for f in reproduce.CSV_FIELDS} | {"dataset": "fer5", "n_classes": "5", "epochs": "8",
+                                                   "public_test_accuracy": "0.5", "private_test_accuracy": "0.4",
+                                                   "seconds": "10.0"}
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=old_fields)
+        writer = csv.DictWriter(handle, fieldnames=reproduce.CSV_FIELDS)
         writer.writeheader()
-        writer.writerow(base | {"cell": "fer5:A:raw:bn", "model": "A", "feature_set": "raw", "batchnorm": "True"})
-        writer.writerow(base | {"cell": "fer5:B:landmarks:bn", "model": "B", "feature_set": "landmarks",
-                                "batchnorm": "True"})
+        writer.writerow(base | {"cell": "fer5:A:raw:bn", "model": "A", "feature_set": "raw", "batchnorm": "True",
+                                "global_clipnorm": "5", "initializer": "tflearn"})
         writer.writerow(base | {"cell": "fer5:svm:landmarks:-", "model": "svm", "feature_set": "landmarks",
                                 "svm_kernel": "rbf"})
-    before = reproduce.render_markdown(reproduce.read_results(path), "cmd")
-    assert "40.0 % † § (72.4 %)" in before and "40.0 % † ‡ § (74.4 %)" in before and "40.0 % (46.9 %)" in before
-    assert "without gradient clipping" in before and "off: 2 cells" in before
-    assert "features standardised" in before and "standardised: 1 cell" in before
-    assert "Glorot weight initialisation" in before and "Keras (Glorot): 2 cells" in before
-
+    before = path.read_bytes()
     ran = []
-
-    def fake_run_cell(cell, data_dir, args):
-        ran.append(cell.id)
-        return base | {"cell": cell.id, "model": cell.model, "feature_set": cell.feature_set, "batchnorm": "True",
-                       **reproduce.cell_recipe(cell, args), "public_test_accuracy": 0.5,
-                       "private_test_accuracy": 0.6, "seconds": 10.0}
-
-    monkeypatch.setattr(reproduce, "run_cell", fake_run_cell)
+    monkeypatch.setattr(reproduce, "run_cell", lambda cell, data_dir, args: ran.append(cell.id))
     monkeypatch.setattr(reproduce, "prepare_data", lambda dataset, args: tmp_path)
     csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((2, 1, 1), seed=5))
     common = ["--csv", str(csv_path), "--out-dir", str(tmp_path / "out"), "--no-ferplus-cells",
-              "--only", "fer5:A:raw:bn,fer5:B:landmarks:bn,fer5:svm:landmarks:-"]
-    old_recipe = ["--global-clipnorm", "0", "--initializer", "keras"]
-    assert reproduce.main([*common, *old_recipe, "--standardize-features"]) == 0
-    assert ran == []  # measured as asked
-    assert reproduce.main([*common, *old_recipe]) == 0
-    assert ran == ["fer5:B:landmarks:bn"]
-    assert "fer5:B:landmarks:bn (standardize_features True -> False)" in capsys.readouterr().out
-    ran.clear()
-    assert reproduce.main(common) == 0
-    assert ran == ["fer5:A:raw:bn", "fer5:B:landmarks:bn"]
-    assert ("fer5:A:raw:bn (global_clipnorm 0 -> 5, initializer keras -> tflearn), "
-            "fer5:B:landmarks:bn (global_clipnorm 0 -> 5, initializer keras -> tflearn)") in capsys.readouterr().out
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [(r["cell"], r["global_clipnorm"], r["standardize_features"], r["initializer"]) for r in rows] == [
-        ("fer5:svm:landmarks:-", "", "", ""), ("fer5:A:raw:bn", "5", "", "tflearn"),
-        ("fer5:B:landmarks:bn", "5", "False", "tflearn")]
-    after = (tmp_path / "out" / "RESULTS.md").read_text()
-    assert "60.0 % (72.4 %)" in after and "60.0 % (74.4 %)" in after
-    assert not any(mark in after for mark in "†‡§")
-    assert "5: 2 cells" in after and "unscaled: 1 cell" in after and "tflearn (2016): 2 cells" in after
+              "--only", "fer5:A:raw:bn,fer5:svm:landmarks:-"]
+    assert reproduce.main(common) == 0 and ran == []  # both measured with this recipe
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main([*common, "--global-clipnorm", "0", "--initializer", "keras"])
+    assert str(exit_info.value) == (f"{path}: fer5:A:raw:bn was measured with another recipe (global_clipnorm 5 -> 0, "
+                                    "initializer tflearn -> keras); give another --out-dir to measure this one")
+    assert ran == [] and path.read_bytes() == before
+    markdown = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "40.0 % (72.4 %)" in markdown and not any(mark in markdown for mark in "†‡§")
+    assert "5: 1 cell" in markdown and "tflearn (2016): 1 cell" in markdown
+
+
+def test_results_md_says_what_is_known_and_not_about_the_gap(reproduce):
+    """The gap section is computed from the rows: the range, each cell's gap, the raw-pixel cells, the SVMs."""
+    base = {f: "" for f in reproduce.CSV_FIELDS} | {"dataset": "fer5", "n_classes": "5", "batchnorm": "True",
+                                                   "epochs": "8", "best_epoch": "8", "seconds": "1",
+                                                   "public_test_accuracy": "0.6"}
+    rows = {r["cell"]: r for r in (
+        base | {"cell": "fer5:A:raw:bn", "model": "A", "feature_set": "raw", "private_test_accuracy": "0.70"},
+        base | {"cell": "fer5:B:landmarks:bn", "model": "B", "feature_set": "landmarks", "best_epoch": "5",
+                "private_test_accuracy": "0.714"},
+        base | {"cell": "fer5:svm:landmarks:-", "model": "svm", "feature_set": "landmarks", "batchnorm": "",
+                "private_test_accuracy": "0.50"},
+    )}
+    markdown = render.render_markdown(rows, "cmd")
+    # original: A raw 72.4, B landmarks 74.4, SVM landmarks 46.9
+    assert "## Why the 5-expression CNN cells sit 2.4-3.0 points under the original's" in markdown
+    assert "Per cell, in points: Model A raw pixels 2.4, Model B + landmarks 3.0." in markdown
+    assert "on raw pixels Model A is 2.4 points under" in markdown
+    assert "+3.1 to +3.1 points from the original's SVM numbers" in markdown
+    assert "The last epoch was the best on PublicTest in 1 of the 2 cells" in markdown
+    assert "Not known:" in markdown and "have not been run for 13 epochs" in markdown
+    assert "## Why" not in render.render_markdown({"fer5:svm:landmarks:-": rows["fer5:svm:landmarks:-"]}, "cmd")
+
+
+def test_reproduce_render_rewrites_the_docs_from_results_csv(tmp_path):
+    """experiments/reproduce_render.py renders the committed results.csv without training, keeping its command."""
+    import shutil
+    import subprocess
+
+    shutil.copy(ROOT / "docs" / "results.csv", tmp_path / "results.csv")
+    shutil.copy(ROOT / "docs" / "RESULTS.md", tmp_path / "RESULTS.md")
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce_render.py"), "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "RESULTS.md").read_text() == (ROOT / "docs" / "RESULTS.md").read_text()  # docs are current
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_cell_configs_follow_the_2016_recipe(reproduce):
@@ -249,6 +263,6 @@ def test_ferplus_table_says_how_each_model_was_trained(reproduce):
          "global_clipnorm": "0", "standardize_features": "", "public_test_accuracy": "0.83",
          "private_test_accuracy": "0.818"},
     )}
-    markdown = reproduce.render_markdown(rows, "cmd")
-    assert "| Model B | landmarks_hog_windows | 8 | off | standardised | Keras (Glorot) | 70.2 % | 69.4 % |" in markdown
+    markdown = render.render_markdown(rows, "cmd")
+    assert "| Model B | landmarks_hog_windows | 8 | – | – | – | 70.2 % | 69.4 % |" in markdown  # nothing recorded
     assert "| fernet | raw | 30 | off | – | – | 83.0 % | 81.8 % |" in markdown

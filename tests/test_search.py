@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_converted
 
 from parameters import EMOTIONS, OptimizerSearchSpace, load_params_file
 
@@ -25,43 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 N_PER_SPLIT = {"Training": 64, "PublicTest": 24, "PrivateTest": 12}
 
 
-def write_tiny_converted(root: Path, seed: int = 0) -> Path:
-    """A converted data directory (docs/DESIGN.md layout) of random faces: 100 images, 7 classes, all arrays."""
-    rng = np.random.default_rng(seed)
-    k = len(EMOTIONS)
-    counts = {}
-    for split, n in N_PER_SPLIT.items():
-        folder = root / split
-        folder.mkdir(parents=True)
-        labels = rng.integers(0, k, n)
-        np.save(folder / "images.npy", rng.integers(0, 256, (n, 48, 48), dtype=np.uint8))
-        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels])
-        np.save(folder / "landmarks.npy", rng.uniform(0, 47, (n, 68, 2)).astype(np.float32))
-        np.save(folder / "hog_features.npy", rng.random((n, 2592), dtype=np.float32))
-        np.save(folder / "hog_plain.npy", rng.random((n, 72), dtype=np.float32))
-        counts[split] = {name: int((labels == i).sum()) for i, name in enumerate(EMOTIONS)}
-    meta = {
-        "format_version": 1,
-        "class_names": list(EMOTIONS),
-        "expressions": list(range(k)),
-        "expression_mapping": {str(i): i for i in range(k)},
-        "onehot": True,
-        "hog": "windows",
-        "files": ["images", "labels", "landmarks", "hog_features", "hog_plain"],
-        "options": {},
-        "counts": counts,
-        "skipped_rows": [],
-        "source": "synthetic",
-        "source_sha256": "0" * 64,
-        "versions": {"numpy": np.__version__},
-    }
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_converted(tmp_path_factory.mktemp("fer_tiny"))
+    """A converted directory of 100 synthetic faces of all seven classes, every array present."""
+    return write_converted(tmp_path_factory.mktemp("fer_tiny"), N_PER_SPLIT, EMOTIONS)
 
 
 def fake_objective(params: dict) -> dict:
@@ -133,8 +101,10 @@ def test_space_uses_the_search_space_ranges_and_choices():
     ("search", "message"),
     [
         (OptimizerSearchSpace(learning_rate=(0.1, 0.01)), "learning_rate: min 0.1 must be below max 0.01"),
-        (OptimizerSearchSpace(keep_prob=(0.5, 1.5)), "keep_prob: (0.5, 1.5) must lie in (0, 1]"),
-        (OptimizerSearchSpace(optimizer=("sgd",)), "unknown ['sgd']"),
+        (OptimizerSearchSpace(keep_prob=(0.5, 1.5)), "search space keep_prob: max 1.5 must be <= 1"),
+        (OptimizerSearchSpace(learning_rate=(0.0, 0.1)), "search space learning_rate: min 0 must be > 0"),
+        (OptimizerSearchSpace(learning_rate=(1e-3, float("inf"))), "max inf must be a finite number"),
+        (OptimizerSearchSpace(optimizer=("sgd",)), "unknown 'sgd'"),
         (OptimizerSearchSpace(optimizer=()), "at least one optimizer"),
     ],
 )
@@ -149,14 +119,18 @@ def test_bad_space_raises_a_clear_error(search, message):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--learning-rate", "0.1", "0.01"], "learning_rate: min 0.1 must be below max 0.01"),
-        (["--keep-prob", "0.5", "1.5"], "keep_prob: (0.5, 1.5) must lie in (0, 1]"),
-        (["--optimizers", "momentum,sgd"], "--optimizers"),
+        (["--learning-rate-range", "0.1", "0.01"], "--learning-rate-range: min 0.1 must be below max 0.01"),
+        (["--keep-prob-range", "0.5", "1.5"], "--keep-prob-range: max 1.5 must be <= 1"),
+        (["--learning-rate-range", "nan", "0.1"], "--learning-rate-range: min nan must be a finite number"),
+        (["--learning-rate", "0.1"], "unrecognized arguments: --learning-rate"),  # one number: train.py's flag
+        (["--optimizers", "momentum,sgd"], "--optimizers: unknown 'sgd'"),
+        (["--batch-size", "-4"], "--batch-size: -4 must be >= 1"),
+        (["--weight-decay", "inf"], "--weight-decay: inf must be a finite number"),
         (["--max-evals", "0"], "--max-evals 0"),
         (["--mongo", "mongo://localhost:27017/db/jobs"], "--exp-key"),
         (["--mongo", "mongo://h:1/db/jobs", "--exp-key", "x", "--spark", "2"], "not allowed with"),
         (["--model", "svm"], "invalid choice: 'svm'"),
-        (["--epochs", "0"], "batch_size and epochs must be >= 1"),
+        (["--epochs", "0"], "--epochs: 0 must be >= 1"),
     ],
 )
 def test_main_rejects_bad_values_with_nonzero_exit(tiny_data, tmp_path, capsys, flags, message):
@@ -181,6 +155,20 @@ def test_params_file_then_flags_set_what_every_trial_trains_with(tiny_data, tmp_
     assert args.overrides["model"] == "A" and args.overrides["augment"] is True  # from the file
     assert args.overrides["batch_size"] == 32 and args.overrides["epochs"] == 7  # flag wins; file beats default
     assert "epochs" not in args.base_params and args.base_params["batch_size"] == 32
+
+
+@pytest.mark.parametrize(("params", "message"), [({"epochs": None}, "epochs: null is not a valid value"),
+                                                 ({"batch_size": "32"}, "batch_size: '32' is not an integer"),
+                                                 ({"weight_decay": -1}, "weight_decay: -1.0 must be >= 0")])
+def test_bad_params_file_names_the_file_and_key(tiny_data, tmp_path, capsys, params, message):
+    import optimize_hyperparams
+
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(params))
+    with pytest.raises(SystemExit) as exit_info:
+        optimize_hyperparams.main(["--data", str(tiny_data), "--max-evals", "1", "--params", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{path}: {message}" in err and "Traceback" not in err
 
 
 def test_bad_mongo_url_is_a_clear_error(tmp_path):

@@ -1,4 +1,4 @@
-"""train.py and training.trainer/evaluation end to end on tiny synthetic converted directories."""
+"""train.py, evaluate.py, training/ and inference.evaluation end to end on tiny synthetic converted directories."""
 
 from __future__ import annotations
 
@@ -8,70 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from parameters import EMOTIONS
-
-CLASSES = ["Angry", "Happy", "Sad"]
-
-
-def write_converted(
-    root: Path,
-    n: dict[str, int] | None = None,
-    class_names: list[str] | tuple[str, ...] = CLASSES,
-    *,
-    hog: str | None = "windows",
-    landmarks: bool = True,
-    onehot: bool = True,
-    seed: int = 0,
-) -> Path:
-    """A converted directory as docs/DESIGN.md lays it out, with learnable synthetic faces: each class has its own
-    brightness pattern and landmark offset."""
-    n = n or {"Training": 96, "PublicTest": 32, "PrivateTest": 32}
-    rng = np.random.default_rng(seed)
-    k = len(class_names)
-    files = ["images", "labels"] + (["landmarks"] if landmarks else [])
-    if hog == "windows":
-        files += ["hog_features", "hog_plain"]
-    elif hog == "plain":
-        files += ["hog_features"]
-    counts = {}
-    for split, size in n.items():
-        folder = root / split
-        folder.mkdir(parents=True)
-        labels = np.arange(size) % k
-        rng.shuffle(labels)
-        images = rng.integers(0, 60, (size, 48, 48))
-        for c in range(k):  # class c: a bright horizontal band at rows 8c..8c+8
-            images[labels == c, 8 * c : 8 * c + 8, :] += 150
-        np.save(folder / "images.npy", images.astype(np.uint8))
-        np.save(folder / "labels.npy", np.eye(k, dtype=np.float32)[labels] if onehot else labels.astype(np.int64))
-        if landmarks:
-            points = rng.uniform(5, 42, (size, 68, 2)).astype(np.float32)
-            np.save(folder / "landmarks.npy", points + 4 * labels[:, None, None].astype(np.float32))
-        if hog == "windows":
-            np.save(folder / "hog_features.npy", rng.random((size, 2592), dtype=np.float32))
-            np.save(folder / "hog_plain.npy", rng.random((size, 72), dtype=np.float32))
-        elif hog == "plain":
-            np.save(folder / "hog_features.npy", rng.random((size, 72), dtype=np.float32))
-        counts[split] = {name: int(np.sum(labels == i)) for i, name in enumerate(class_names)}
-    expressions = [EMOTIONS.index(c) for c in class_names]
-    meta = {
-        "format_version": 1,
-        "class_names": list(class_names),
-        "expressions": expressions,
-        "expression_mapping": {str(e): i for i, e in enumerate(expressions)},
-        "onehot": onehot,
-        "hog": hog,
-        "files": files,
-        "options": {},
-        "counts": counts,
-        "skipped_rows": [],
-        "source": "synthetic",
-        "source_sha256": "0" * 64,
-        "versions": {},
-    }
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
+from conftest import CLASSES, write_converted
 
 
 def run_main(*args: str | Path) -> int:
@@ -119,7 +56,7 @@ def test_saved_model_carries_metadata_and_training_statistics(trained_run, data_
     assert meta["class_names"] == CLASSES and meta["expressions"] == [0, 3, 4]
     assert meta["feature_set"] == "landmarks_hog_windows" and meta["feature_dim"] == 2728
     assert meta["input_size"] == [48, 48] and meta["data_sha256"] == "0" * 64
-    assert meta["config"]["network"]["model"] == "A" and meta["config"]["network"]["output_size"] == 3
+    assert meta["config"]["network"]["model"] == "A" and meta["config"]["dataset"]["expressions"] == CLASSES
     assert "public_test_accuracy" in meta["metrics"]
     train_features = np.concatenate(
         [np.load(data_dir / "Training" / "landmarks.npy").reshape(96, -1),
@@ -143,54 +80,67 @@ def test_no_standardize_features_feeds_raw_values_as_the_2016_code(data_dir, tmp
     assert meta["config"]["network"]["standardize_features"] is False
 
 
-def test_evaluate_only_matches_and_tta_runs(trained_run, data_dir, tmp_path):
+def run_evaluate(*args: str | Path) -> int:
+    import evaluate
+
+    return evaluate.main([str(a) for a in args])
+
+
+def test_evaluate_matches_training_and_tta_runs(trained_run, data_dir, tmp_path, capsys):
     before = json.loads((trained_run / "metrics.json").read_text())
-    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
-                  "--out", tmp_path, "--verbose", "0")
-    assert rc == 0
+    assert run_evaluate("--model", trained_run / "model.keras", "--data", data_dir, "--out", tmp_path,
+                        "--verbose", "0") == 0
     again = json.loads((tmp_path / "metrics.json").read_text())
     assert again["private_test_accuracy"] == pytest.approx(before["private_test_accuracy"])
-    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", data_dir,
-                  "--out", tmp_path, "--tta", "--verbose", "0")
-    with_tta = json.loads((tmp_path / "metrics.json").read_text())
-    assert rc == 0 and with_tta["PrivateTest"]["tta"] is True  # landmarks + sliding-window HOG can be mirrored
-    assert 0.0 <= with_tta["private_test_accuracy"] <= 1.0
+    assert f"PrivateTest accuracy {before['private_test_accuracy']:.4f} (32 faces)" in capsys.readouterr().out
+    assert run_evaluate("--model", trained_run / "model.keras", "--data", data_dir, "--out", tmp_path / "tta",
+                        "--tta", "--split", "PrivateTest", "--verbose", "0") == 0
+    with_tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())
+    assert with_tta["PrivateTest"]["tta"] is True  # landmarks + sliding-window HOG can be mirrored
+    assert "PublicTest" not in with_tta and 0.0 <= with_tta["private_test_accuracy"] <= 1.0
 
 
-def test_evaluate_only_refuses_other_classes(trained_run, tmp_path, capsys):
+def test_evaluate_refuses_other_classes_and_mixed_modes(trained_run, tmp_path, capsys):
     other = write_converted(tmp_path / "other", {"PublicTest": 8, "PrivateTest": 8}, ["Angry", "Fear", "Sad"])
-    rc = run_main("--evaluate-only", "--model-path", trained_run / "model.keras", "--data", other)
-    assert rc == 2
-    assert "classes disagree" in capsys.readouterr().err
+    assert run_evaluate("--model", trained_run / "model.keras", "--data", other) == 1
+    err = capsys.readouterr().err
+    assert "classes disagree" in err and str(other) in err and "Traceback" not in err
+    assert run_evaluate("--model", tmp_path / "missing.keras", "--data", other) == 1
+    assert "missing.keras" in capsys.readouterr().err
+    for bad in (["--data", str(other), "--images-dir", str(tmp_path)], ["--data", str(other), "--assume-face"],
+                ["--images-dir", str(tmp_path), "--tta"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            run_evaluate("--model", trained_run / "model.keras", *bad)
+        assert exit_info.value.code == 2
 
 
 def test_missing_feature_arrays_are_a_clear_error(tmp_path, capsys):
     data = write_converted(tmp_path / "nohog", {"Training": 8, "PublicTest": 8}, hog=None)
     rc = run_main("--data", data, "--model", "A", "--features", "landmarks_hog_windows", "--out", tmp_path / "r")
-    assert rc == 2
+    assert rc == 1
     err = capsys.readouterr().err
     assert "hog" in err and "landmarks_hog_windows" in err
     no_landmarks = write_converted(tmp_path / "nolm", {"Training": 8, "PublicTest": 8}, hog=None, landmarks=False)
-    assert run_main("--data", no_landmarks, "--features", "landmarks", "--out", tmp_path / "r2") == 2
+    assert run_main("--data", no_landmarks, "--features", "landmarks", "--out", tmp_path / "r2") == 1
     assert "landmarks.npy" in capsys.readouterr().err
-    assert run_main("--data", tmp_path / "absent", "--out", tmp_path / "r3") == 2
+    assert run_main("--data", tmp_path / "absent", "--out", tmp_path / "r3") == 1
     assert "meta.json" in capsys.readouterr().err
 
 
 def test_bad_arguments_and_params_files(tmp_path, data_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_main("--data", data_dir, "--evaluate-only")
+        run_main("--data", data_dir, "--evaluate-only")  # scoring a saved model is evaluate.py's job
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         run_main("--data", data_dir, "--optimizer", "lbfgs")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"learning_rat": 0.1}))
-    assert run_main("--data", data_dir, "--params", bad, "--out", tmp_path / "r") == 2
+    assert run_main("--data", data_dir, "--params", bad, "--out", tmp_path / "r") == 1
     assert "learning_rat" in capsys.readouterr().err
     wrong_classes = tmp_path / "classes.json"
     wrong_classes.write_text(json.dumps({"expressions": ["Angry", "Happy"], "epochs": 1}))
     assert run_main("--data", data_dir, "--params", wrong_classes, "--model", "A", "--features", "raw",
-                    "--out", tmp_path / "r") == 2
+                    "--out", tmp_path / "r") == 1
     assert "disagree" in capsys.readouterr().err
 
 
@@ -230,7 +180,7 @@ def test_resume_continues_exactly(tmp_path, data_dir):
 def test_bare_resume_continues_the_saved_config(tmp_path, data_dir):
     import train
     from parameters import Config
-    from training.trainer import TrainingError
+    from training.run import TrainingError
 
     saved = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 3,
                                      "learning_rate": 0.05}).to_dict()
@@ -270,8 +220,9 @@ def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
 
 
 def test_batches_depend_only_on_seed_epoch_and_index(data_dir):
+    from data.batches import batch_generator
+    from data.splits import load_split
     from parameters import Config
-    from training.trainer import batch_generator, load_split
 
     train_data = load_split(data_dir, "Training", "landmarks")
     config = Config().with_overrides({"epochs": 2, "batch_size": 40, "augment": True, "feature_set": "landmarks"})
@@ -294,7 +245,7 @@ def test_svm_baseline_through_main(tmp_path, data_dir, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     # Class c's landmarks are shifted by 4c pixels: a linear SVM separates the classes.
     assert metrics["public_test_accuracy"] > 0.9 and (out / "model.meta.json").is_file()
-    assert run_main("--data", data_dir, "--model", "svm", "--features", "raw", "--out", tmp_path / "r") == 2
+    assert run_main("--data", data_dir, "--model", "svm", "--features", "raw", "--out", tmp_path / "r") == 1
     assert "feature vector" in capsys.readouterr().err
 
 
@@ -352,10 +303,11 @@ def test_tta_averages_the_mirrored_face_and_landmarks():
 @pytest.mark.parametrize("feature_set", ["landmarks_hog", "landmarks_hog_windows"])
 def test_augmented_hog_features_describe_the_augmented_image(data_dir, feature_set):
     """With --augment, HOG is recomputed from the warped/erased faces and landmarks move with them."""
+    from data.batches import batch_generator
     from data.features import assemble_features
     from data.hog import hog_features
+    from data.splits import load_split
     from parameters import Config
-    from training.trainer import batch_generator, load_split
 
     train_data = load_split(data_dir, "Training", feature_set)
     config = Config().with_overrides({"epochs": 1, "batch_size": 32, "augment": True, "random_erasing": 0.5,
@@ -388,14 +340,16 @@ def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_ru
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
     rc = run_main("--data", data_dir, "--model", "B", "--features", "landmarks_hog_windows", "--epochs", "1",
                   "--init-from", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0")
-    assert rc == 2 and "--init-from" in capsys.readouterr().err
+    assert rc == 1 and "--init-from" in capsys.readouterr().err
 
 
 def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(trained_run, data_dir, tmp_path, capsys):
     import keras
 
+    from data.batches import batch_generator
+    from data.splits import load_split
     from parameters import Config
-    from training.trainer import batch_generator, load_split, make_teacher
+    from training.teacher import make_teacher
 
     teacher_dir = tmp_path / "teacher"
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
@@ -426,7 +380,7 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
                     "--batch-size", "32", "--teacher", path, "--out", tmp_path / "student", "--verbose", "2") == 0
     assert "distilling from" in capsys.readouterr().out
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
-                    "--teacher", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0") == 2
+                    "--teacher", trained_run / "model.keras", "--out", tmp_path / "bad", "--verbose", "0") == 1
     err = capsys.readouterr().err
     assert "--teacher" in err and "feature_set" in err and not (tmp_path / "bad").exists()
 
@@ -470,10 +424,17 @@ def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
     assert all(t < k for t, k in zip(tflearn_norms, norms, strict=True))
 
 
+def import_soup():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import soup
+
+    return soup
+
+
 def test_recalibrate_batchnorm_averages_batch_statistics():
     import keras
 
-    from training.soup import recalibrate_batchnorm
+    recalibrate_batchnorm = import_soup().recalibrate_batchnorm
 
     inputs = keras.Input((48, 48, 1))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(inputs))
@@ -491,7 +452,8 @@ def test_recalibrate_batchnorm_averages_batch_statistics():
 
 def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_run, data_dir, tmp_path, capsys):
     from models.io import load_model
-    from training.soup import greedy_soup
+
+    soup = import_soup()
 
     paths = []
     for seed in (1, 2):
@@ -507,7 +469,7 @@ def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_r
         twin.write_bytes(path.read_bytes())
         (tmp_path / f"twin{k}.meta.json").write_text((path.parent / "model.meta.json").read_text())
         ingredients += [path, twin]
-    result = greedy_soup(ingredients, data_dir, recalibrate=False, verbose=0)
+    result = soup.greedy_soup(ingredients, data_dir, recalibrate=False, verbose=0)
     assert [r["accepted"] for r in result.ingredients[:2]] == [True, True]
     assert Path(result.ingredients[1]["path"]).name.startswith("twin")
     kept = result.metadata["soup"]["ingredients"]
@@ -516,9 +478,10 @@ def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_r
     kernels = [load_model(p)[0].get_weights() for p in kept]
     for k, ours in enumerate(result.model.get_weights()):
         np.testing.assert_allclose(ours, np.mean([w[k] for w in kernels], axis=0), atol=1e-6)
-    # through train.py with batch-norm recalibration and evaluation
+    # through experiments/soup.py with batch-norm recalibration and evaluation
     out = tmp_path / "soup"
-    assert run_main("--soup", *paths, "--data", data_dir, "--out", out, "--evaluate", "--verbose", "0") == 0
+    assert soup.main([*map(str, paths), "--data", str(data_dir), "--out", str(out), "--evaluate",
+                      "--verbose", "0"]) == 0
     assert "soup of" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     soup_meta = json.loads((out / "model.meta.json").read_text())["soup"]
@@ -526,8 +489,9 @@ def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_r
     assert json.loads((out / "soup.json").read_text()) == soup_meta
     assert abs(metrics["public_test_accuracy"] - soup_meta["public_test_accuracy"]) < 1e-9
     # another architecture, or a single model, is refused by name
-    assert run_main("--soup", paths[0], trained_run / "model.keras", "--data", data_dir, "--out", tmp_path / "bad",
-                    "--verbose", "0") == 2
+    assert soup.main([str(paths[0]), str(trained_run / "model.keras"), "--data", str(data_dir), "--out",
+                      str(tmp_path / "bad"), "--verbose", "0"]) == 1
     assert "one architecture" in capsys.readouterr().err
-    assert run_main("--soup", paths[0], "--data", data_dir, "--out", tmp_path / "bad", "--verbose", "0") == 2
+    assert soup.main([str(paths[0]), "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--verbose", "0"]) == 1
+    assert "at least two models" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "model.keras").exists()

@@ -14,77 +14,56 @@ values; the objective is its PublicTest accuracy (never PrivateTest), loss = -ac
 
 A trial that raises is recorded with ``status: fail`` and its error, and the search goes on.
 
-    >>> space = build_space(OptimizerSearchSpace(optimizer=("momentum", "adam")))
-    >>> sorted(k for k in space if k != FIXED_KEY)
-    ['keep_prob', 'learning_rate', 'learning_rate_decay', 'optimizer', 'optimizer_param']
+The pieces: ``training.search_space`` (the space, trial names), ``training.search_report`` (rows, CSV, best.json,
+PNG, progress lines), ``training.search_backends`` (Spark, MongoDB, hyperopt plumbing); this module holds the
+objective, the trials file and the driver, ``run_search``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import pickle
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from parameters import Config, OptimizerSearchSpace
+from training.search_backends import (
+    Objective,
+    copy_into,
+    fmin_quiet,
+    parse_mongo,
+    plain_copy,
+    progress_factory,
+    spark_trials,
+)
+from training.search_report import (
+    CSV_COLUMNS,
+    best_row,
+    finished_trials,
+    plot_trials,
+    progress_lines,
+    report_paths,
+    trial_rows,
+    write_best,
+    write_csv,
+)
+from training.search_space import FIXED_KEY, SEARCHED, SearchError, build_space, trial_name
 
-# The searched names, in report order; each is a Hyperparams field and a field of OptimizerSearchSpace.
-SEARCHED: tuple[str, ...] = ("learning_rate", "learning_rate_decay", "optimizer", "optimizer_param", "keep_prob")
-# Key of the constant part of the space: where and how to train, identical for every trial. It travels inside the
-# space so that the module-level objective needs nothing but its argument (Spark executors, Mongo workers).
-FIXED_KEY = "fixed"
+__all__ = [  # the search's public names, importable from here as before the split
+    "CSV_COLUMNS", "FIXED_KEY", "SEARCHED", "SearchError", "SearchResult", "best_row", "build_space", "copy_into",
+    "finished_trials", "load_trials", "objective", "plain_copy", "plot_trials", "progress_lines", "report_paths",
+    "run_search", "run_trial", "save_trials", "trial_name", "trial_rows", "write_best", "write_csv",
+]  # fmt: skip
+
 # trials.attachments key recording what a trials file was made with, checked on resume.
 _SIGNATURE_KEY = "fer_search_signature"
-CSV_COLUMNS: tuple[str, ...] = (
-    "tid", "status", "public_test_accuracy", "loss", "time_s", *SEARCHED, "error", "trial_dir", "started",
-)  # fmt: skip
-
-Objective = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class SearchError(ValueError):
-    """A search that cannot start: bad space, mismatching trials file, bad back-end settings."""
-
-
-# --------------------------------------------------------------------------------------------------- space
-
-
-def build_space(search: OptimizerSearchSpace, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """hyperopt space: ``hp.uniform`` for the four ranges, ``hp.choice`` over the optimizers.
-
-    ``fixed`` (data_dir, trials_dir, overrides) is carried unchanged to the objective under ``FIXED_KEY``.
-    Raises SearchError naming the bad range or optimizer (from ``OptimizerSearchSpace.validate``).
-    """
-    from hyperopt import hp
-
-    try:
-        search.validate()
-    except (ValueError, TypeError) as err:
-        raise SearchError(str(err)) from None
-    space: dict[str, Any] = {name: hp.uniform(name, *getattr(search, name)) for name in SEARCHED if name != "optimizer"}
-    space["optimizer"] = hp.choice("optimizer", list(search.optimizer))
-    space[FIXED_KEY] = dict(fixed or {})
-    return space
-
-
-# ----------------------------------------------------------------------------------------------- objective
-
-
-def trial_name(params: dict[str, Any], overrides: dict[str, Any] | None = None, data_dir: str = "") -> str:
-    """Folder name of a trial: a digest of everything that sets its training (same digest -> same config)."""
-    text = json.dumps([params, overrides or {}, str(data_dir)], sort_keys=True, default=str)
-    return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def run_trial(
@@ -184,148 +163,6 @@ def load_trials(path: str | Path) -> Any:
     return trials
 
 
-def finished_trials(trials: Any) -> list[dict[str, Any]]:
-    """Trial documents whose evaluation ended (ok or failed), ordered by tid."""
-    from hyperopt import JOB_STATE_DONE
-
-    return sorted((t for t in trials.trials if t["state"] == JOB_STATE_DONE), key=lambda t: t["tid"])
-
-
-def plain_copy(trials: Any) -> Any:
-    """A picklable ``hyperopt.Trials`` holding the finished trials of ``trials`` (e.g. SparkTrials) and its
-    attachments; unfinished trials are left out so that a resumed search proposes them again."""
-    from hyperopt import Trials
-
-    copy = Trials()
-    copy_into(finished_trials(trials), copy)
-    for key in list(trials.attachments):
-        copy.attachments[key] = trials.attachments[key]
-    return copy
-
-
-def copy_into(docs: list[dict[str, Any]], trials: Any) -> None:
-    """Insert finished trial documents into ``trials`` (used to resume a Spark search from its trials file)."""
-    if docs:
-        trials.insert_trial_docs([dict(doc) for doc in docs])
-    trials.refresh()  # also records their tids, so new trials get fresh ones
-
-
-# ------------------------------------------------------------------------------------------------ reports
-
-
-def _status(doc: dict[str, Any]) -> str:
-    return str((doc.get("result") or {}).get("status", "new"))
-
-
-def trial_rows(trials: Any, space: dict[str, Any]) -> list[dict[str, Any]]:
-    """One plain row per finished trial with the CSV_COLUMNS keys (choice indices mapped back to names)."""
-    from hyperopt import space_eval
-
-    rows = []
-    for doc in finished_trials(trials):
-        vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}
-        point = space_eval(space, vals)
-        result = doc.get("result") or {}
-        accuracy = result.get("public_test_accuracy")
-        started = doc.get("book_time")
-        rows.append(
-            {
-                "tid": doc["tid"],
-                "status": _status(doc),
-                "public_test_accuracy": accuracy,
-                "loss": result.get("loss"),
-                "time_s": result.get("time_s"),
-                **{name: point.get(name) for name in SEARCHED},
-                "error": result.get("error", ""),
-                "trial_dir": result.get("trial_dir", ""),
-                "started": started.isoformat(timespec="seconds") if isinstance(started, datetime) else "",
-            }
-        )
-    return rows
-
-
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The ok trial with the highest PublicTest accuracy (lowest tid on ties); None when none succeeded."""
-    ok = [r for r in rows if r["status"] == "ok" and r["public_test_accuracy"] is not None]
-    return max(ok, key=lambda r: (r["public_test_accuracy"], -r["tid"])) if ok else None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Every finished trial: tid, status, accuracy, loss, seconds, the searched values, error, folder, start."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS} for row in rows)
-    os.replace(tmp, path)
-
-
-def write_best(path: str | Path, best: dict[str, Any], *, base_params: dict[str, Any], info: dict[str, Any]) -> None:
-    """``{"params": {...}, "public_test_accuracy": x, ...}``, the shape ``train.py --params`` reads.
-
-    ``params`` = ``base_params`` (what every trial shared: model, feature set, batch size, --params file) plus the
-    trial's searched values; the search's epochs and seed are kept under ``search`` only, not in ``params``.
-    """
-    document = {
-        "params": {**base_params, **{name: best[name] for name in SEARCHED}},
-        "public_test_accuracy": best["public_test_accuracy"],
-        "trial": best["tid"],
-        "trial_dir": best["trial_dir"],
-        "search": info,
-    }
-    _atomic_write_text(Path(path), json.dumps(document, indent=2) + "\n")
-
-
-def plot_trials(rows: list[dict[str, Any]], path: str | Path, search: OptimizerSearchSpace) -> None:
-    """PNG: PublicTest accuracy per trial (with the running best), then accuracy against each searched value."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg
-
-    ok = [r for r in rows if r["status"] == "ok"]
-    failed = [r for r in rows if r["status"] != "ok"]
-    fig = Figure(figsize=(15, 8), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
-    ax = axes[0]
-    ax.scatter([r["tid"] for r in ok], [r["public_test_accuracy"] for r in ok], s=18, label="ok")
-    if failed:
-        ax.scatter([r["tid"] for r in failed], [0.0] * len(failed), marker="x", color="red", label="failed")
-    best, running = -math.inf, []
-    for r in ok:
-        best = max(best, r["public_test_accuracy"])
-        running.append((r["tid"], best))
-    if running:
-        ax.step(*zip(*running, strict=True), where="post", color="black", lw=1, label="best so far")
-    ax.set(title="PublicTest accuracy per trial", xlabel="trial", ylabel="accuracy")
-    ax.legend(loc="lower right", fontsize="small")
-    for ax, name in zip(axes[1:], SEARCHED, strict=True):
-        ys = [r["public_test_accuracy"] for r in ok]
-        if name == "optimizer":
-            choices = list(search.optimizer)
-            xs = [choices.index(r[name]) if r[name] in choices else -1 for r in ok]
-            ax.set_xticks(range(len(choices)), choices)
-            ax.set_xlim(-0.5, len(choices) - 0.5)
-        else:
-            xs = [r[name] for r in ok]
-            low, high = getattr(search, name)
-            if low > 0 and high / low >= 100:
-                ax.set_xscale("log")
-            ax.set_xlim(low, high)
-        ax.scatter(xs, ys, s=18, c=[r["tid"] for r in ok], cmap="viridis")
-        ax.set(title=name, xlabel=name, ylabel="accuracy")
-    fig.suptitle(f"{len(rows)} trials ({len(ok)} ok, {len(failed)} failed)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-
-
 # ------------------------------------------------------------------------------------------------- search
 
 
@@ -340,11 +177,6 @@ class SearchResult:
     png_path: Path
     trials_file: Path | None
     new_trials: int
-
-
-def report_paths(out: Path) -> tuple[Path, Path]:
-    """CSV and PNG next to best.json: ``best.json`` -> ``best_trials.csv``, ``best_trials.png``."""
-    return out.with_name(f"{out.stem}_trials.csv"), out.with_name(f"{out.stem}_trials.png")
 
 
 def _signature(search: OptimizerSearchSpace, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -377,32 +209,6 @@ def _check_signature(trials: Any, signature: dict[str, Any], where: str) -> None
             f"{where} was made by a different search ({'; '.join(diffs)}); "
             "rerun with the same settings to continue it, or give a new trials file"
         )
-
-
-def _progress_factory(on_update: Callable[[], None]) -> Callable[..., Any]:
-    """A hyperopt ``show_progressbar`` callback whose ``update`` calls ``on_update``.
-
-    hyperopt calls ``update`` from the driver's fmin loop after refreshing the trials, whenever trials finished;
-    this is how Spark and Mongo searches print progress and persist after every evaluation.
-    """
-
-    class _Progress:
-        postfix = ""
-
-        def update(self, n: int) -> None:
-            on_update()
-
-    @contextlib.contextmanager
-    def factory(initial: int, total: int) -> Iterator[_Progress]:
-        yield _Progress()
-
-    return factory
-
-
-def _parse_mongo(url: str) -> None:
-    parts = url.split("://", 1)
-    if len(parts) != 2 or parts[0] != "mongo" or not parts[1].endswith("/jobs") or parts[1].count("/") != 2:
-        raise SearchError(f"--mongo {url!r}: expected mongo://host:port/db/jobs")
 
 
 def run_search(
@@ -441,7 +247,7 @@ def run_search(
     if spark is not None and spark < 1:
         raise SearchError(f"--spark {spark}: parallelism must be >= 1")
     if mongo:
-        _parse_mongo(mongo)
+        parse_mongo(mongo)
         if not exp_key:
             raise SearchError("--mongo needs --exp-key NAME (the experiment the trials belong to)")
     out = Path(out)
@@ -518,18 +324,18 @@ def run_search(
     if before < max_evals:
         if spark or mongo:
             if spark:
-                trials = _spark_trials(spark, trials)
-            _fmin(
+                trials = spark_trials(spark, trials)
+            fmin_quiet(
                 fn, space, algo=tpe.suggest, max_evals=max_evals, trials=trials, max_queue_len=spark or 1,
                 rstate=np.random.default_rng([seed, before]), verbose=True,
-                show_progressbar=_progress_factory(lambda: after_trials(trials)),
+                show_progressbar=progress_factory(lambda: after_trials(trials)),
             )  # fmt: skip
         else:
             # One fmin call per trial, seeded by (seed, number of trials so far): an interrupted and resumed
             # search proposes exactly what an uninterrupted one would have.
             while len(finished_trials(trials)) < max_evals:
                 n = len(trials.trials)
-                _fmin(
+                fmin_quiet(
                     fn, space, algo=tpe.suggest, max_evals=n + 1, trials=trials,
                     rstate=np.random.default_rng([seed, n]), show_progressbar=False, verbose=False,
                 )  # fmt: skip
@@ -566,73 +372,3 @@ def _write_reports(
     if png_path is not None and search is not None:
         plot_trials(rows, png_path, search)
     return best
-
-
-def _fmin(fn: Objective, space: dict[str, Any], **kwargs: Any) -> None:
-    """hyperopt.fmin without its return value, which raises AllTrialsFailed when every trial so far failed."""
-    from hyperopt import fmin
-    from hyperopt.exceptions import AllTrialsFailed
-
-    with contextlib.suppress(AllTrialsFailed):
-        fmin(fn, space, return_argmin=False, **kwargs)
-
-
-def progress_lines(rows: list[dict[str, Any]], reported: set[int], new_tids: set[int], total: int) -> list[str]:
-    """One line per newly finished trial, numbered in order of completion: parallel (Spark, Mongo) trials can
-    finish out of tid order, so trial k is the k-th to finish, and "best so far" covers the trials finished by then.
-    ``reported``: tids already printed; ``new_tids``: those to print now."""
-    earlier = [r for r in rows if r["tid"] in reported and r["tid"] not in new_tids]
-    ok = [r["public_test_accuracy"] for r in earlier if r["status"] == "ok"]
-    best_so_far = max(ok) if ok else None
-    lines = []
-    for k, row in enumerate((r for r in rows if r["tid"] in new_tids), start=len(earlier) + 1):
-        if row["status"] == "ok":
-            acc = row["public_test_accuracy"]
-            best_so_far = acc if best_so_far is None else max(best_so_far, acc)
-        lines.append(_progress_line(k, total, row, best_so_far))
-    return lines
-
-
-def _progress_line(k: int, total: int, row: dict[str, Any], best: float | None) -> str:
-    values = ", ".join(
-        f"{name}={row[name]}" if isinstance(row[name], str) else f"{name}={row[name]:.4g}" for name in SEARCHED
-    )
-    if row["status"] == "ok":
-        outcome = f"accuracy {row['public_test_accuracy']:.4f}"
-    else:
-        outcome = f"FAILED ({row['error'] or row['status']})"
-    best_text = "none yet" if best is None else f"{best:.4f}"
-    seconds = f" in {row['time_s']:.1f}s" if row["time_s"] is not None else ""
-    return f"trial {k}/{total}, best so far {best_text} | {outcome}{seconds} | {values}"
-
-
-def _spark_trials(parallelism: int, previous: Any) -> Any:
-    """SparkTrials on the session Spark is configured for (local[*] without a master), holding ``previous``'s
-    finished trials. Executors must import this module: the repository root goes on their PYTHONPATH."""
-    import shutil
-    import sys
-
-    try:
-        from hyperopt import SparkTrials
-        from pyspark.sql import SparkSession
-    except ImportError as err:
-        raise SearchError(f"--spark needs pyspark (pip install pyspark): {err}") from None
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        raise SearchError("--spark needs Java 17 or newer (Debian: apt-get install default-jre-headless)")
-    repo_root = str(Path(__file__).resolve().parents[1])
-    python_path = os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH", "")) if p)
-    # pyspark starts its Python workers with $PYSPARK_PYTHON (default: whatever "python3" is on PATH, which may
-    # lack hyperopt and TensorFlow); default it to this interpreter. A cluster's own setting wins.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (
-        SparkSession.builder.appName("fer-hyperopt")
-        .config("spark.executorEnv.PYTHONPATH", python_path)
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("WARN")
-    trials = SparkTrials(parallelism=parallelism, spark_session=spark)
-    copy_into(finished_trials(previous), trials)
-    for key in list(previous.attachments):
-        trials.attachments[key] = previous.attachments[key]
-    return trials

@@ -1,5 +1,9 @@
 """Greedy model soup: average the weights of several runs of one architecture, choosing on PublicTest.
 
+    # runs of the bundled model fine-tuned with --init-from / --teacher: one model of the same size and speed
+    python experiments/soup.py runs/ft1/model.keras runs/ft2/model.keras runs/ft3/model.keras --data out/fer2013 \
+        --out runs/soup --evaluate
+
 Wortsman et al., "Model soups" (ICML 2022): models fine-tuned from the same starting weights (``--init-from``
 runs, warm restarts, distilled students) usually lie in one basin, so the average of their weights is one model of
 the same size and speed that is often more accurate than any of them. The greedy recipe:
@@ -15,13 +19,24 @@ moving mean/variance are recomputed from one pass over the Training faces (cumul
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.trainer import TrainingError, load_split, model_inputs
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from data.splits import load_split, model_inputs, read_data_meta  # noqa: E402
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, UserError  # noqa: E402
+
+
+class SoupError(UserError, ValueError):
+    """Models that cannot be averaged (another architecture, task or width), or fewer than two."""
 
 
 @dataclasses.dataclass
@@ -77,19 +92,19 @@ def greedy_soup(
     verbose: int = 1,
 ) -> SoupResult:
     """The greedy soup of the saved Keras models ``paths`` (same architecture, feature set and classes)."""
-    from inference.evaluation import check_compatible, read_data_meta
+    from inference.evaluation import check_compatible
     from models.io import load_model, read_metadata, refresh_normalization
 
     if len(paths) < 2:
-        raise TrainingError(f"a soup needs at least two models, got {len(paths)}")
+        raise SoupError(f"a soup needs at least two models, got {len(paths)}")
     paths = [Path(p) for p in paths]
     metas = [read_metadata(p) for p in paths]  # cheap checks before loading any weights
     first = _task(metas[0])
     for path, meta in zip(paths, metas, strict=True):
         if meta["model_name"] == "svm" or path.suffix != ".keras":
-            raise TrainingError(f"{path}: only Keras models can be averaged")
+            raise SoupError(f"{path}: only Keras models can be averaged")
         if _task(meta) != first:
-            raise TrainingError(f"{path} is (model, feature set, classes) {_task(meta)}, but {paths[0]} is {first}: "
+            raise SoupError(f"{path} is (model, feature set, classes) {_task(meta)}, but {paths[0]} is {first}: "
                                 "a soup averages runs of one architecture on one task")
     data_meta = read_data_meta(Path(data_dir))
     check_compatible(metas[0], data_meta, Path(data_dir), paths[0])
@@ -98,7 +113,7 @@ def greedy_soup(
     for path, w in zip(paths[1:], weights[1:], strict=True):
         shapes, expected = [a.shape for a in w], [a.shape for a in weights[0]]
         if shapes != expected:
-            raise TrainingError(f"{path}: weight shapes differ from {paths[0]} (another --width?): cannot average")
+            raise SoupError(f"{path}: weight shapes differ from {paths[0]} (another --width?): cannot average")
 
     feature_set, n_classes = metas[0]["feature_set"], len(first[2])
     public = load_split(data_dir, "PublicTest", feature_set, n_classes=n_classes)
@@ -159,3 +174,46 @@ def soup_run(paths: list[str | Path], data_dir: str | Path, out_dir: str | Path,
     tmp.write_text(json.dumps(result.metadata["soup"], indent=1) + "\n")
     tmp.replace(out_dir / "soup.json")
     return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL",
+                        help="saved .keras models of one architecture, feature set and classes (at least two)")
+    parser.add_argument("--data", type=Path, required=True, help="converted directory (convert_fer2013.py --out)")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "soup",
+                        help="writes OUT/model.keras and OUT/soup.json (default runs/soup)")
+    parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=True,
+                        help="recompute batch-norm statistics on Training after averaging (default)")
+    parser.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
+                        help="then evaluate the soup on PublicTest and PrivateTest (OUT/metrics.json)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                        help="with --evaluate: average each face with its mirror image")
+    parser.add_argument("--verbose", type=int, choices=[0, 1], default=1, help="0 quiet, 1 one line per model")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = soup_run(args.models, args.data, args.out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
+        print(f"soup of {len(result.metadata['soup']['ingredients'])} of {len(args.models)} models: PublicTest "
+              f"accuracy {result.public_test_accuracy:.4f}; model: {args.out / 'model.keras'}")
+        if args.evaluate:
+            from inference.evaluation import evaluate_run
+
+            metrics = evaluate_run(args.out / "model.keras", args.data, args.out, tta=args.tta, verbose=args.verbose)
+            print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {args.out / 'metrics.json'})")
+        return 0
+    except UserError as err:
+        print(f"soup.py: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("soup.py: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Knowledge distillation: saved models as one teacher whose probabilities are mixed into the training targets
+(``data.batches.batch_generator(teacher=...)``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data.splits import model_inputs
+from parameters import Config
+from training.run import TrainingError
+
+
+def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list[str]):
+    """Load the saved models ``paths`` (``Training.teacher``; a comma-separated string also works) as one teacher
+    ``(images, features) -> (n, k) float32``: the mean of their probabilities, each averaged with the mirror
+    image's (landmarks mirrored, HOG recomputed).
+    A teacher sees the student's feature set, or only the pixels when it is a ``raw`` model (so a pixel model can
+    teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
+    import tensorflow as tf
+
+    from data.augment import flip_features, flip_images
+    from models.io import load_model
+
+    fs = config.dataset.feature_set
+    teachers = []
+    paths = paths.split(",") if isinstance(paths, str) else paths
+    for path in [p.strip() for p in paths if p.strip()]:
+        try:
+            model, meta = load_model(path)
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"--teacher {path}: {err}") from None
+        if not hasattr(model, "layers"):
+            raise TrainingError(f"--teacher {path}: not a Keras model")
+        theirs = list(meta.get("class_names") or [])
+        if theirs != class_names:
+            raise TrainingError(f"--teacher {path}: it has classes {theirs}, not {class_names}")
+        if meta.get("feature_set") not in ("raw", fs):
+            raise TrainingError(f"--teacher {path}: it has feature_set {meta.get('feature_set')}, not raw or {fs}")
+        function = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
+        teachers.append((function, meta["feature_set"]))
+    if not teachers:
+        raise TrainingError("--teacher: no model path given")
+
+    def teacher(images: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        outputs = []
+        for function, teacher_fs in teachers:
+            feats = None if teacher_fs == "raw" else features
+            outputs.append(np.asarray(function(model_inputs(images, feats))))
+            flipped = flip_images(images)
+            mirrored = None if feats is None else flip_features(feats, teacher_fs, images.shape[2], flipped)
+            outputs.append(np.asarray(function(model_inputs(flipped, mirrored))))
+        return np.mean(outputs, axis=0, dtype=np.float32)
+
+    return teacher
