@@ -73,6 +73,7 @@ class FaceTracker:
 
     ``hold_ms``: a face the detector misses stays (box and probabilities frozen) until it has been unseen this
     long, so a single missed detection does not make the box flicker when predicting on every frame.
+    ``ids[i]`` is the track id of ``faces[i]``: 0, 1, 2... in order of first sight, kept while the face is matched.
     """
 
     def __init__(self, class_names: Sequence[str], smooth: float = 0.6, min_iou: float = 0.3, hold_ms: float = 0.0):
@@ -81,7 +82,9 @@ class FaceTracker:
         self.class_names = tuple(class_names)
         self.smooth, self.min_iou, self.hold_ms = smooth, min_iou, hold_ms
         self.faces: list[FacePrediction] = []  # the current smoothed predictions, drawn on every frame
+        self.ids: list[int] = []  # the track id of each of self.faces
         self._seen_ms: list[float] = []  # when each of self.faces was last detected
+        self._next_id = 0
 
     def update(self, predictions: Sequence[FacePrediction], now_ms: float = 0.0) -> list[FacePrediction]:
         """Match ``predictions`` to the previous faces, smooth, and return (and keep) the current faces."""
@@ -101,20 +104,25 @@ class FaceTracker:
             if i not in match and j not in used:
                 match[i] = j
                 used.add(j)
-        faces, seen = [], []
+        faces, seen, ids = [], [], []
         for i, new in enumerate(predictions):
             probs = np.array([new.probabilities[c] for c in self.class_names])
             if i in match:
                 old = self.faces[match[i]]
                 previous = np.array([old.probabilities[c] for c in self.class_names])
                 probs = self.smooth * previous + (1 - self.smooth) * probs
+                ids.append(self.ids[match[i]])
+            else:
+                ids.append(self._next_id)
+                self._next_id += 1
             faces.append(make_prediction(new.box, probs, self.class_names, new.face))
             seen.append(now_ms)
         for j, old in enumerate(self.faces):
             if j not in used and now_ms - self._seen_ms[j] <= self.hold_ms:
                 faces.append(old)
                 seen.append(self._seen_ms[j])
-        self.faces, self._seen_ms = faces, seen
+                ids.append(self.ids[j])
+        self.faces, self._seen_ms, self.ids = faces, seen, ids
         return faces
 
 
