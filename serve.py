@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from errors import EXIT_ERROR, EXIT_OK, UserError
 
 LOOPBACK_NAMES = ("localhost",)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -169,9 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs; Ctrl-C stops)", flush=True)
-    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, closes open connections and returns.
-    server.run(sockets=[sock])
-    return EXIT_OK if server.started else EXIT_ERROR
+    # uvicorn handles SIGINT/SIGTERM itself (stops accepting, closes open connections, returns), then re-sends the
+    # signal to the handlers it found: these record it, so a Ctrl-C ends in a clean exit 0 instead of a traceback.
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, _frame: received.append(sig)) for sig in STOP_SIGNALS}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        return EXIT_ERROR
+    if received:
+        print(f"stopped by {signal.Signals(received[0]).name}", flush=True)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
