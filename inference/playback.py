@@ -14,7 +14,8 @@ from collections.abc import Callable
 class Pacer:
     """The wall-clock schedule of a file played at ``fps``.
 
-    ``late(i)``: frame ``i`` is already past its due time, so the caller should skip work (a prediction) to catch up.
+    ``late(i)``: the loop is more than a frame behind frame ``i``'s due time, so the caller should skip work (a
+    prediction) to catch up; being less than a frame behind (as after any prediction) is made up by shorter waits.
     ``delay_ms(i)``: milliseconds to wait before frame ``i`` is due (0 when late).
     A loop more than ``max_lag_s`` behind (a slow display, a paused process) restarts the schedule from now instead
     of racing through frames to catch up. Frame 0 is due when the pacer is made.
@@ -36,7 +37,7 @@ class Pacer:
         return due
 
     def late(self, index: int) -> bool:
-        return self.clock() > self._due(index)
+        return self.clock() > self._due(index) + self.period
 
     def delay_ms(self, index: int) -> int:
         return max(0, round((self._due(index) - self.clock()) * 1000))

@@ -171,8 +171,10 @@ def test_pacer_schedule_lateness_and_restart():
     clock = FakeClock()
     pacer = Pacer(25, clock=clock)  # 40 ms a frame
     assert pacer.delay_ms(1) == 40 and not pacer.late(1)
-    clock.now += 0.05
-    assert pacer.late(1) and pacer.delay_ms(2) == 30
+    clock.now += 0.07  # 30 ms behind frame 1: made up by waiting less, no need to skip a prediction
+    assert not pacer.late(1) and pacer.delay_ms(2) == 10
+    clock.now += 0.06  # 50 ms behind frame 2: more than a frame, skip work
+    assert pacer.late(2) and pacer.delay_ms(3) == 0
     clock.now += 2.0  # far behind (a paused process): start again from now instead of racing
     assert not pacer.late(5) and pacer.restarts == 1 and pacer.delay_ms(6) == 40
     with pytest.raises(ValueError):
