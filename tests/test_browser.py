@@ -70,7 +70,7 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
 
 
 def camera_frames(n: int = 60) -> list[np.ndarray]:
-    """The first frames of the shared face video, else the astronaut's face drifting across a 640x480 frame."""
+    """The first frames of the shared face video, else the astronaut's head drifting across a 640x480 frame."""
     if SHORT_VIDEO.is_file():
         capture = cv2.VideoCapture(str(SHORT_VIDEO))
         frames = []
@@ -82,12 +82,12 @@ def camera_frames(n: int = 60) -> list[np.ndarray]:
             return frames
     from skimage import data
 
-    face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (400, 400))
+    head = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 70:370], (360, 360))
     frames = []
     for i in range(n):
         frame = np.full((480, 640, 3), 90, np.uint8)
-        dx = 40 + i % 20
-        frame[40:440, dx : dx + 400] = face
+        dx = 120 + i % 30
+        frame[60:420, dx : dx + 360] = head
         frames.append(frame)
     return frames
 
