@@ -147,6 +147,11 @@ function showReply(message) {
 
 async function startWebcam() {
   const status = $("webcam-status");
+  if (!navigator.mediaDevices) {
+    // Browsers offer cameras to secure pages only: https://, or http://localhost and http://127.0.0.1.
+    setStatus(status, "this browser gives the webcam only to https:// or localhost pages: open the app that way", true);
+    return;
+  }
   try {
     webcam.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   } catch (err) {
