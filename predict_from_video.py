@@ -6,14 +6,20 @@ at most every --every-ms milliseconds (boxes are drawn on every frame). Press 'q
     python predict_from_video.py --model runs/A/model.keras                    # camera 0, window
     python predict_from_video.py --source clip.mp4 --no-display --output annotated.mp4 --every-ms 0
     python predict_from_video.py --source 1 --detector haar --smooth 0.8 --max-frames 300
+    python predict_from_video.py --source clip.mp4 --no-display --records faces.csv --every-ms 0
 
-With --output the annotated video has the input's frame count, size and fps. Defaults come from
+A file shown in the window plays at its own frame rate: predictions that fall due while the loop is behind are
+skipped rather than slowing the video down; --no-display and --as-fast-as-possible process frames without pacing.
+With --output the annotated video has the input's frame count, size and fps. --records writes one row per face per
+prediction (frame, time_s, track_id, box, emotion, confidence, one probability per class; .jsonl or .csv; see
+inference/records.py); it never replaces a file without --overwrite. Defaults come from
 parameters.VideoPredictor. Exit code 1 when the camera cannot be opened or the file is not a video.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -54,6 +60,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.smoothing,
         help="weight of the previous probabilities in the moving average, in [0, 1) (default %(default)g)",
     )
+    parser.add_argument(
+        "--records", type=Path, metavar="PATH", help="per-face rows of every prediction: a .jsonl or .csv file"
+    )
+    parser.add_argument(
+        "--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace an existing --records file"
+    )
+    parser.add_argument(
+        "--as-fast-as-possible",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show a file as fast as frames are processed instead of at its frame rate",
+    )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--show-confidence", action=argparse.BooleanOptionalAction, default=defaults.show_confidence)
     parser.add_argument(
@@ -71,15 +89,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--max-frames {args.max_frames} must be >= 1")
     if args.detect_size < 0:
         parser.error(f"--detect-size {args.detect_size} must be >= 0")
-    if not args.display and args.output is None:
+    if args.records is not None and args.records.suffix.lower() not in (".jsonl", ".csv"):
+        parser.error(f"--records {args.records}: name a .jsonl or .csv file")
+    if not args.display and args.output is None and args.records is None:
         print("note: --no-display without --output: predictions are computed but nothing is shown or saved")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from contextlib import nullcontext
+
+    from errors import UserError
     from inference.predictor import FacePredictor, PredictorError
-    from inference.video import check_display, open_source, run_video
+    from inference.records import RecordsWriter, check_records_path
+    from inference.video import check_display, open_source, parse_source, run_video
 
     def print_faces(frame_index, faces):
         for face in faces:
@@ -90,28 +114,42 @@ def main(argv: list[str] | None = None) -> int:
         if args.display:
             check_display()
         open_source(args.source).release()
+        if args.records is not None:  # before the model loads: a refused name costs nothing
+            source = parse_source(args.source)
+            inputs = [] if isinstance(source, int) else [Path(source)]
+            check_records_path(args.records, overwrite=args.overwrite, inputs=inputs)
         predictor = FacePredictor(
             args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
         )
-        stats = run_video(
-            predictor,
-            args.source,
-            display=args.display,
-            output=args.output,
-            every_ms=args.every_ms,
-            smooth=args.smooth,
-            max_frames=args.max_frames,
-            show_confidence=args.show_confidence,
-            on_prediction=print_faces if args.print_emotions else None,
-        )
-    except (PredictorError, ValueError) as err:
+        records = RecordsWriter(args.records, predictor.class_names, overwrite=args.overwrite) if args.records else None
+        with records or nullcontext():
+            stats = run_video(
+                predictor,
+                args.source,
+                display=args.display,
+                output=args.output,
+                every_ms=args.every_ms,
+                smooth=args.smooth,
+                max_frames=args.max_frames,
+                show_confidence=args.show_confidence,
+                on_prediction=print_faces if args.print_emotions else None,
+                on_tracks=records.write if records else None,
+                realtime=args.display and not args.as_fast_as_possible,
+            )
+    except (PredictorError, UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     written = f"; wrote {stats.output}" if stats.output else ""
+    if records is not None:
+        written += f"; {records.rows} records in {records.path}"
     timing = f"in {stats.seconds:.1f} s ({stats.fps:.1f} fps)"
     print(f"{stats.frames} frames, {stats.predictions} predictions {timing}{written}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    # Python's last garbage collection walks all of TensorFlow's objects: seconds on a busy machine between 'q' (or
+    # Ctrl-C) and the end of the process. Nothing left needs collecting, so exempt them.
+    gc.freeze()
+    raise SystemExit(status)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from inference.drawing import draw_fps, draw_predictions
+from inference.playback import Pacer
 from inference.predictor import Box, FacePrediction, FacePredictor, PredictorError, make_prediction
 
 QUIT_KEY = "q"
@@ -73,15 +74,28 @@ class FaceTracker:
 
     ``hold_ms``: a face the detector misses stays (box and probabilities frozen) until it has been unseen this
     long, so a single missed detection does not make the box flicker when predicting on every frame.
+    ``ids[i]`` is the track id of ``faces[i]``: 0, 1, 2... in order of first sight, kept while the face is matched.
+    A face the detector lost for up to ``forget_ms`` gets its old id back when it is found again where it was
+    (IoU >= ``min_iou``), so a face that stays in view keeps one id through missed detections.
     """
 
-    def __init__(self, class_names: Sequence[str], smooth: float = 0.6, min_iou: float = 0.3, hold_ms: float = 0.0):
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        smooth: float = 0.6,
+        min_iou: float = 0.3,
+        hold_ms: float = 0.0,
+        forget_ms: float = 2000.0,
+    ):
         if not 0 <= smooth < 1:
             raise ValueError(f"smooth {smooth} must lie in [0, 1)")
         self.class_names = tuple(class_names)
-        self.smooth, self.min_iou, self.hold_ms = smooth, min_iou, hold_ms
+        self.smooth, self.min_iou, self.hold_ms, self.forget_ms = smooth, min_iou, hold_ms, forget_ms
         self.faces: list[FacePrediction] = []  # the current smoothed predictions, drawn on every frame
+        self.ids: list[int] = []  # the track id of each of self.faces
         self._seen_ms: list[float] = []  # when each of self.faces was last detected
+        self._next_id = 0
+        self._lost: list[tuple[Box, int, float]] = []  # (last box, track id, last seen) of faces no longer drawn
 
     def update(self, predictions: Sequence[FacePrediction], now_ms: float = 0.0) -> list[FacePrediction]:
         """Match ``predictions`` to the previous faces, smooth, and return (and keep) the current faces."""
@@ -101,21 +115,37 @@ class FaceTracker:
             if i not in match and j not in used:
                 match[i] = j
                 used.add(j)
-        faces, seen = [], []
+        faces, seen, ids = [], [], []
         for i, new in enumerate(predictions):
             probs = np.array([new.probabilities[c] for c in self.class_names])
             if i in match:
                 old = self.faces[match[i]]
                 previous = np.array([old.probabilities[c] for c in self.class_names])
                 probs = self.smooth * previous + (1 - self.smooth) * probs
+                ids.append(self.ids[match[i]])
+            else:
+                ids.append(self._recall(new.box, now_ms))
             faces.append(make_prediction(new.box, probs, self.class_names, new.face))
             seen.append(now_ms)
         for j, old in enumerate(self.faces):
             if j not in used and now_ms - self._seen_ms[j] <= self.hold_ms:
                 faces.append(old)
                 seen.append(self._seen_ms[j])
-        self.faces, self._seen_ms = faces, seen
+                ids.append(self.ids[j])
+            elif j not in used:
+                self._lost.append((old.box, self.ids[j], self._seen_ms[j]))
+        self.faces, self._seen_ms, self.ids = faces, seen, ids
         return faces
+
+    def _recall(self, box: Box, now_ms: float) -> int:
+        """The id of a recently lost face at ``box``, else a new id."""
+        self._lost = [lost for lost in self._lost if now_ms - lost[2] <= self.forget_ms]
+        best = max(self._lost, key=lambda lost: box_iou(box, lost[0]), default=None)
+        if best is not None and box_iou(box, best[0]) >= self.min_iou:
+            self._lost.remove(best)
+            return best[1]
+        self._next_id += 1
+        return self._next_id - 1
 
 
 @dataclass
@@ -154,13 +184,19 @@ def run_video(
     show_confidence: bool = True,
     show_fps: bool = True,
     on_prediction: Callable[[int, list[FacePrediction]], None] | None = None,
+    on_tracks: Callable[[int, float, list[FacePrediction], list[int]], None] | None = None,
+    realtime: bool = False,
     window_name: str = "facial expression (q quits)",
 ) -> VideoStats:
     """Run the loop until the source ends, ``max_frames`` frames were read, or 'q' is pressed in the window.
 
     ``output``: write every annotated frame to this file (mp4v codec, the source's size and fps).
     ``hold_ms``: keep showing a face the detector lost for this long (see FaceTracker).
-    ``on_prediction(frame_index, smoothed_predictions)`` is called after each prediction (e.g. to print them).
+    ``on_prediction(frame_index, smoothed_predictions)`` is called after each prediction (e.g. to print them);
+    ``on_tracks(frame_index, seconds, smoothed_predictions, track_ids)`` too (``--records``), with the time on the
+    video's clock (a camera's: since the start).
+    ``realtime``: play a file at its own frame rate (see inference.playback.Pacer): predictions due while the loop is
+    behind the clock are skipped, the video does not slow down. Ignored for cameras, which pace themselves.
     Raises VideoSourceError for a source that cannot be opened or yields no frame.
     """
     if every_ms < 0:
@@ -174,6 +210,7 @@ def run_video(
     if not source_fps or not np.isfinite(source_fps) or source_fps <= 0 or source_fps > 1000:
         source_fps = FALLBACK_FPS
     tracker = FaceTracker(predictor.class_names, smooth=smooth, hold_ms=hold_ms)
+    pacer = Pacer(source_fps) if realtime and not is_camera else None
     stats = VideoStats(source_fps=source_fps, output=Path(output) if output else None)
     writer = None
     last_prediction_ms: float | None = None
@@ -185,13 +222,16 @@ def run_video(
             if not ok or frame is None:
                 break
             now_ms = (time.perf_counter() - start) * 1000 if is_camera else stats.frames * 1000 / source_fps
-            if last_prediction_ms is None or now_ms - last_prediction_ms >= every_ms:
+            due = last_prediction_ms is None or now_ms - last_prediction_ms >= every_ms
+            if due and not (pacer is not None and stats.predictions and pacer.late(stats.frames)):
                 detected = predictor.predict(frame)
                 faces = tracker.update(detected, now_ms)[: len(detected)]  # held (undetected) faces come last
                 last_prediction_ms = now_ms
                 stats.predictions += 1
                 if on_prediction is not None:
                     on_prediction(stats.frames, faces)
+                if on_tracks is not None:
+                    on_tracks(stats.frames, now_ms / 1000, faces, tracker.ids[: len(faces)])
             draw_predictions(frame, tracker.faces, show_confidence=show_confidence)
             now = time.perf_counter()
             frame_fps = 1.0 / max(now - previous, 1e-6)
@@ -204,13 +244,16 @@ def run_video(
                     writer = _open_writer(Path(output), source_fps, frame.shape[1], frame.shape[0])
                 writer.write(frame)
             stats.frames += 1
+            wait_ms = pacer.delay_ms(stats.frames) if pacer is not None else 0  # until the next frame is due
             if display:
                 cv2.imshow(window_name, frame)
-                key = cv2.waitKey(1) & 0xFF
+                key = cv2.waitKey(max(1, wait_ms)) & 0xFF
                 closed = cv2.getWindowProperty(window_name, cv2.WND_PROP_VISIBLE) < 1
                 if key == ord(QUIT_KEY) or closed:
                     stats.quit_by_user = True
                     break
+            elif wait_ms:
+                time.sleep(wait_ms / 1000)
     except KeyboardInterrupt:  # Ctrl-C on a headless camera run: keep what was written
         stats.quit_by_user = True
     finally:
