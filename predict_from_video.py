@@ -7,8 +7,10 @@ at most every --every-ms milliseconds (boxes are drawn on every frame). Press 'q
     python predict_from_video.py --source clip.mp4 --no-display --output annotated.mp4 --every-ms 0
     python predict_from_video.py --source 1 --detector haar --smooth 0.8 --max-frames 300
 
-With --output the annotated video has the input's frame count, size and fps. Defaults come from
-parameters.VideoPredictor. Exit code 1 when the camera cannot be opened or the file is not a video.
+With --output the annotated video has the input's frame count, size and fps; it is written under a temporary name
+and renamed when complete, and an --output that is the --source (even through a symlink) is refused. Defaults come
+from parameters.VideoPredictor. Exit codes (errors.py): 0 done, 1 the camera cannot be opened, the file is not a
+video or the output cannot be written, 2 a bad command line, 130 interrupted while loading.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from parameters import VideoPredictor
 
 
@@ -55,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weight of the previous probabilities in the moving average, in [0, 1) (default %(default)g)",
     )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument(
+        "--verbose", action=argparse.BooleanOptionalAction, default=False, help="show TensorFlow's own logging"
+    )
     parser.add_argument("--show-confidence", action=argparse.BooleanOptionalAction, default=defaults.show_confidence)
     parser.add_argument(
         "--print-emotions",
@@ -78,18 +84,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from inference.predictor import FacePredictor, PredictorError
-    from inference.video import check_display, open_source, run_video
+    from inference.outputs import check_not_inputs, check_video_writable
+    from inference.video import check_display, open_source, parse_source, run_video
 
     def print_faces(frame_index, faces):
         for face in faces:
             print(f"frame {frame_index}  box={face.box}  {face.emotion}  {face.confidence:.3f}", flush=True)
 
     try:
-        # Fail on a bad source or a missing display before spending seconds loading the model.
+        # Fail on a bad source, output or display before spending seconds loading the model.
+        source = parse_source(args.source)
+        if args.output is not None:
+            check_video_writable(args.output)
+            if isinstance(source, str) and "://" not in source:
+                check_not_inputs([("--output", args.output)], [Path(source)])
         if args.display:
             check_display()
-        open_source(args.source).release()
+        open_source(source).release()
+        from tf_logging import quiet_tensorflow
+
+        quiet_tensorflow(args.verbose)
+        from inference.predictor import FacePredictor
+
         predictor = FacePredictor(
             args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
         )
@@ -104,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
             show_confidence=args.show_confidence,
             on_prediction=print_faces if args.print_emotions else None,
         )
-    except (PredictorError, ValueError) as err:
+    except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # before the loop, which handles Ctrl-C itself
+        print("\ninterrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     written = f"; wrote {stats.output}" if stats.output else ""
     timing = f"in {stats.seconds:.1f} s ({stats.fps:.1f} fps)"
     print(f"{stats.frames} frames, {stats.predictions} predictions {timing}{written}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

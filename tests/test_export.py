@@ -77,4 +77,4 @@ def test_cli_export_and_errors(tmp_path, capsys):
         train.main(["--export", "onnx"])
     assert "--export needs --model-path" in capsys.readouterr().err
     with pytest.raises(ExportError, match="only Keras models"):
-        export_model(tmp_path / "model.joblib", "onnx")
+        export_model(tmp_path / "model.skops", "onnx")

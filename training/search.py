@@ -37,7 +37,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from errors import UserError
 from parameters import Config, OptimizerSearchSpace
+from training.trials_io import check_mongo_reachable, load_trials  # restricted unpickler; re-exported
 
 # The searched names, in report order; each is a Hyperparams field and a field of OptimizerSearchSpace.
 SEARCHED: tuple[str, ...] = ("learning_rate", "learning_rate_decay", "optimizer", "optimizer_param", "keep_prob")
@@ -53,7 +55,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 Objective = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A search that cannot start: bad space, mismatching trials file, bad back-end settings."""
 
 
@@ -165,23 +167,6 @@ def save_trials(trials: Any, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def load_trials(path: str | Path) -> Any:
-    """Unpickle a trials file written by :func:`save_trials`; a fresh ``hyperopt.Trials`` when it does not exist."""
-    from hyperopt import Trials
-
-    path = Path(path)
-    if not path.exists():
-        return Trials()
-    try:
-        with path.open("rb") as handle:
-            trials = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise SearchError(f"{path}: not a readable hyperopt trials file ({type(err).__name__}: {err})") from None
-    if not isinstance(trials, Trials):
-        raise SearchError(f"{path}: holds a {type(trials).__name__}, not hyperopt Trials")
-    return trials
 
 
 def finished_trials(trials: Any) -> list[dict[str, Any]]:
@@ -465,6 +450,7 @@ def run_search(
     if mongo:
         from hyperopt.mongoexp import MongoTrials
 
+        check_mongo_reachable(mongo)
         trials = MongoTrials(mongo, exp_key=exp_key)
         where = f"{mongo} (exp_key {exp_key})"
     else:

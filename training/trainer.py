@@ -5,7 +5,7 @@ model; PrivateTest is never looked at here (inference.evaluation reports it once
 
 A run directory holds::
 
-    model.keras, model.meta.json   best-on-PublicTest model + metadata (models.io; SVM: model.joblib)
+    model.keras, model.meta.json   best-on-PublicTest model + metadata (models.io; SVM: model.skops)
     checkpoints/last.keras         the latest epoch's model with its optimizer state (for --resume)
     checkpoints/state.json         epochs done, best accuracy/epoch, early-stopping counter, history, config
     history.csv                    one row per epoch: loss, accuracy, val_loss, val_accuracy, lr
@@ -35,7 +35,7 @@ import numpy as np
 from parameters import EMOTIONS, FEATURE_SETS, Config
 
 MODEL_FILE = "model.keras"
-SVM_MODEL_FILE = "model.joblib"
+SVM_MODEL_FILE = "model.skops"
 STATE_VERSION = 1
 NORMALISATION_TEXT = (
     "image: grey levels 0..255 float32, rescaled by 1/255 inside the model; features: raw values, standardised "
@@ -53,7 +53,7 @@ class TrainResult:
     """What ``train`` returns."""
 
     best_public_accuracy: float  # best PublicTest accuracy over the epochs (the selection criterion)
-    model_path: Path  # RUN_DIR/model.keras (RUN_DIR/model.joblib for the svm): the best-on-PublicTest model
+    model_path: Path  # RUN_DIR/model.keras (RUN_DIR/model.skops for the svm): the best-on-PublicTest model
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch loss, accuracy, val_*, lr
     best_epoch: int = 0  # 1-based epoch of the best model
     epochs_run: int = 0  # epochs completed in total (including those before a resume)
@@ -481,7 +481,7 @@ TRAIN_ACC_SAMPLE = 4000  # Training faces scored for the SVM's (diagnostic) trai
 
 
 def _train_sklearn(config, out_dir, class_names, data_meta, checksum, train_data, public, verbose) -> TrainResult:
-    """The SVM baseline: one fit on Training features, accuracy on PublicTest, saved with joblib."""
+    """The SVM baseline: one fit on Training features, accuracy on PublicTest, saved with skops (no pickle)."""
     import time
 
     from models import build_model, hparams_from_config
