@@ -126,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export-path", type=Path, help="exported file (default: the model's path, new suffix)")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                         help="0 quiet, 1 progress bar (default), 2 one line per epoch")
+    parser.add_argument("--tf-logs", action=argparse.BooleanOptionalAction, default=False,
+                        help="show TensorFlow's own start-up logging (hidden by default)")
     group = parser.add_argument_group("hyperparameters (default: parameters.py, then --params, then these)")
     defaults = Config().flat()
     for f in _hyperparameter_fields():
@@ -179,6 +181,9 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow(verbose=args.tf_logs)
     from inference.predictor import PredictorError
     from models.io import ModelFileError
     from training.trainer import TrainingError
