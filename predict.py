@@ -93,6 +93,14 @@ def _run(args: argparse.Namespace) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    if args.model is not None and args.model.suffix.lower() not in (".h5", ".hdf5"):
+        from models.io import read_metadata
+
+        try:  # a missing, refused (.joblib) or foreign model file fails now, not after TensorFlow's import
+            read_metadata(args.model)
+        except UserError as err:
+            print(f"error: --model {err}", file=sys.stderr)
+            return EXIT_ERROR
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow(args.verbose)

@@ -37,8 +37,10 @@ def header_size(path: Path) -> tuple[int, int] | None:
                 return image.size
         except Image.DecompressionBombError as err:
             raise ValueError(str(err)) from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-            return None  # not a format PIL knows, or a header it cannot parse: OpenCV decides
+        except UnidentifiedImageError:
+            return None  # not a format PIL knows: OpenCV decides, and the size is checked after decoding
+        except Exception:  # a header PIL's parser chokes on (struct.error, SyntaxError, OSError ...): same
+            return None
 
 
 def check_image_pixels(path: Path, max_pixels: int | None) -> None:

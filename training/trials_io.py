@@ -88,9 +88,11 @@ def load_trials(path: str | Path) -> Any:
     return loads_trials(data, f"--trials-file {path}")
 
 
-def check_mongo_reachable(url: str, timeout_s: float = MONGO_TIMEOUT_S) -> None:
+def check_mongo_reachable(url: str, timeout_s: float | None = None) -> None:
     """Ping the server of ``mongo://host:port/db/jobs``; TrialsFileError naming the host when it does not answer
-    within ``timeout_s`` (hyperopt's MongoTrials would wait 30 s and then raise a pymongo traceback)."""
+    within ``timeout_s`` (default MONGO_TIMEOUT_S; hyperopt's MongoTrials would wait 30 s, then raise a pymongo
+    traceback)."""
+    timeout_s = MONGO_TIMEOUT_S if timeout_s is None else timeout_s
     import pymongo
     from pymongo.errors import PyMongoError
 
