@@ -31,7 +31,7 @@ def header_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # DecompressionBombWarning, "Corrupt EXIF data" ...: we decide below
         try:
             with Image.open(path) as image:
                 return image.size
