@@ -181,6 +181,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from training.trials_io import check_mongo_reachable, load_trials
+
+    try:  # the back end's own errors come now, not after TensorFlow's ~10 s import
+        if args.mongo:
+            check_mongo_reachable(args.mongo)
+        elif args.trials_file is not None:
+            load_trials(args.trials_file)
+    except UserError as err:
+        print(f"optimize_hyperparams.py: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow(verbose=args.tf_logs)

@@ -8,14 +8,18 @@ and more) and refuses an image above ``max_pixels``. Formats PIL does not know a
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: above any camera photo users bring (a 48 MP phone shot is 8000 x 6000)
 
 
-def _too_large(path: Path, width: int | None, height: int | None, max_pixels: int) -> str:
-    size = f"{width} x {height} = {width * height / 1e6:.1f} MP" if width and height else "the size it declares"
+def _too_large(path: Path, width: int | None, height: int | None, max_pixels: int, declared: int = 0) -> str:
+    if width and height:
+        size = f"{width} x {height} = {width * height / 1e6:.1f} MP"
+    else:
+        size = f"{declared / 1e6:.1f} MP" if declared else "the size it declares"
     return (
         f"{path}: image of {size} is over the {max_pixels / 1e6:g} MP limit "
         "(pass --max-pixels to raise it, or downscale the image)"
@@ -51,9 +55,10 @@ def check_image_pixels(path: Path, max_pixels: int | None) -> None:
 
     try:
         size = header_size(path)
-    except ValueError:
+    except ValueError as err:  # PIL's bomb limit; its message holds the declared pixel count
         if max_pixels < 2 * (Image.MAX_IMAGE_PIXELS or 0):
-            raise ValueError(_too_large(path, None, None, max_pixels)) from None
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            raise ValueError(_too_large(path, None, None, max_pixels, int(found.group(1)) if found else 0)) from None
         return  # the user allowed more than PIL reports on: leave it to the decoder and the check after it
     if size is not None and size[0] * size[1] > max_pixels:
         raise ValueError(_too_large(path, size[0], size[1], max_pixels))
