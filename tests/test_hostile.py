@@ -606,7 +606,18 @@ def test_tensorflow_logging_is_silent_by_default(tmp_path, tiny_models):
     assert done.returncode == EXIT_OK, done.stderr
     assert done.stderr == "", done.stderr
     assert done.stdout.count("\n") == 1 and str(image) in done.stdout
-    assert "TF_CPP_MIN_LOG_LEVEL" not in env  # our process set it for itself only
+
+
+def test_hidden_stderr_is_replayed_when_the_import_fails(capfd):
+    from tf_logging import _stderr_captured
+
+    with _stderr_captured():
+        os.write(2, b"C++ start-up noise\n")
+    assert "noise" not in capfd.readouterr().err
+    with pytest.raises(RuntimeError), _stderr_captured():
+        os.write(2, b"why the import failed\n")
+        raise RuntimeError
+    assert "why the import failed" in capfd.readouterr().err
 
 
 # ------------------------------------------------------------------------------ property-based: csv, images
