@@ -10,7 +10,12 @@ Examples:
         --out out/ferplus
 
 Writes ``OUT/<Usage>/{images,labels,landmarks,hog_features,hog_plain}.npy`` and ``OUT/meta.json``
-(docs/DESIGN.md). The output appears only when the conversion succeeded.
+(docs/DESIGN.md). The output appears only when the conversion succeeded: it is built in a hidden folder beside OUT,
+renamed at the end, and removed on any error, Ctrl-C or SIGTERM. Before any work, OUT's folder must be writable and
+its disk must have room for the arrays. A csv saved with a UTF-8 byte-order mark (Excel) is read like any other.
+
+Exit codes (errors.py): 0 converted, 1 bad or unreadable input (named with its line) or unwritable output, 2 a bad
+command line, 130 interrupted (nothing written; rerun the same command to convert again).
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import logging
 import sys
 from pathlib import Path
 
-from data.convert import ConvertError, ConvertOptions, convert
-from data.fer2013 import Fer2013FormatError
+from data.convert import ConvertOptions, convert
+from data.fer2013 import Fer2013FormatError, Fer2013HeaderError
 from data.ferplus import FERPLUS_CLASSES, FerPlusFormatError
 from data.landmarks import default_workers
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
+from interrupts import sigterm_as_interrupt
 from parameters import EMOTIONS
 
 
@@ -130,12 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         ferplus_soft_labels=args.ferplus_soft_labels,
     )
     try:
-        meta = convert(args.csv, args.out, options, progress=args.progress)
-    except (Fer2013FormatError, FerPlusFormatError, ConvertError, FileNotFoundError, ValueError) as err:
+        with sigterm_as_interrupt():
+            meta = convert(args.csv, args.out, options, progress=args.progress)
+    except (UserError, FerPlusFormatError, FileNotFoundError, ValueError) as err:
         print(f"convert_fer2013.py: error: {err}", file=sys.stderr)
-        if isinstance(err, Fer2013FormatError) and not args.skip_bad_rows:
+        row_error = isinstance(err, Fer2013FormatError) and not isinstance(err, Fer2013HeaderError)
+        if row_error and not args.skip_bad_rows:
             print("(pass --skip-bad-rows to skip malformed rows)", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"\nconvert_fer2013.py: interrupted; nothing was written to {args.out}. "
+              "Rerun the same command to convert again.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     total = sum(sum(c.values()) for c in meta["counts"].values())
     sizes = ", ".join(f"{name} {sum(c.values())}" for name, c in meta["counts"].items())
     print(f"wrote {total} faces ({sizes}) to {args.out}")
@@ -146,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fp["dropped"].items())
         print(f"FER+ labels: dropped {fp['dropped_total']} of {fp['faces_before']} faces without a majority "
               f"({reasons}); {fp['excluded_by_expressions']} more outside --expressions")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, required=True,
-                        help="saved model: RUN_DIR/model.keras (or model.joblib for the SVM baseline)")
+                        help="saved model: RUN_DIR/model.keras (or model.skops for the SVM baseline)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="converted directory (convert_fer2013.py --out)")
     source.add_argument("--images-dir", type=Path,

@@ -16,6 +16,10 @@ like) to continue an interrupted search. Writes --out (best.json, read by `train
     # MongoDB: this process queues trials, workers started with `hyperopt-mongo-worker` train them
     python optimize_hyperparams.py --data /shared/fer2013 --max-evals 100 \\
         --mongo mongo://dbhost:27017/fer/jobs --exp-key model-b
+
+--trials-file is read through a restricted unpickler that admits only what a hyperopt Trials holds (a crafted pickle
+cannot run code); an unreachable --mongo host is reported within 5 s. Exit codes (errors.py): 0 done, 1 bad data,
+trials file or back end, or no trial succeeded, 2 a bad command line, 130 interrupted (rerun to continue).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from flags import add_config_fields, add_fields, config_from_args, given, replace_from_args
 from parameters import Config, ConfigError, OptimizerSearchSpace, load_params_file
 
@@ -69,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep each trial's model and checkpoint (an interrupted trial then resumes; default: off)",
     )
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity inside a trial")
+    parser.add_argument("--tf-logs", action=argparse.BooleanOptionalAction, default=False,
+                        help="show TensorFlow's own start-up logging (hidden by default)")
     ranges = parser.add_argument_group("search space (parameters.OptimizerSearchSpace; uniform between MIN and MAX)")
     add_fields(ranges, OptimizerSearchSpace)
     keras_names = [name for name in available_models() if is_keras_model(name)]  # the svm has nothing to tune here
@@ -134,7 +141,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.search import SearchError, run_search
+    from training.trials_io import check_mongo_reachable, load_trials
+
+    try:  # the back end's own errors come now, not after TensorFlow's ~10 s import
+        if args.mongo:
+            check_mongo_reachable(args.mongo)
+        elif args.trials_file is not None:
+            load_trials(args.trials_file)
+    except UserError as err:
+        print(f"optimize_hyperparams.py: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow(verbose=args.tf_logs)
+    from training.search import run_search
 
     try:
         result = run_search(
@@ -152,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
             spark=args.spark,
             verbose=args.verbose,
         )
-    except SearchError as err:
+    except UserError as err:
         print(f"optimize_hyperparams.py: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         where = f"{args.mongo} (exp-key {args.exp_key})" if args.mongo else args.trials_file
         print(f"\ninterrupted; finished trials are in {where}: rerun the same command to continue", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     n_ok = sum(row["status"] == "ok" for row in result.rows)
     print(
         f"{len(result.rows)} trials ({n_ok} ok, {len(result.rows) - n_ok} failed); "
@@ -166,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result.best is None:
         print("no trial succeeded; see the error column of the CSV", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(
         f"best PublicTest accuracy {result.best['public_test_accuracy']:.4f} (trial {result.best['tid']}) "
         f"-> {result.best_path}"
     )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

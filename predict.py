@@ -8,9 +8,12 @@ saved by train.py; the features it was trained with are read from the model's me
     python predict.py --image photo.jpg --output annotated.png --plot bars.png
     python predict.py --image face48.png --assume-face          # the whole image is one face (48x48 crops)
 
-Prints one line per face: ``PATH  box=(x, y, w, h)  Emotion  confidence``. Exit code 0 when every image had a
-face, 2 when some image had none, 1 when some file could not be read or another error occurred (the other files
-are still processed). With several images, --output and --plot name folders (one file per image).
+Prints one line per face: ``PATH  box=(x, y, w, h)  Emotion  confidence``. Exit codes (errors.py): 0 every image
+had a face, 3 some image had none, 1 some file could not be read or another error occurred (the other files are
+still processed), 2 a bad command line, 130 interrupted. With several images, --output and --plot name folders
+with one file per image (``<stem>_annotated.png``; ``<stem>_<ext>_annotated.png`` where two inputs share a stem).
+An output that is an input (even through a symlink) is refused, and every file is written under a temporary name
+and renamed when complete. Images over --max-pixels are refused from their header, before decoding.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_NO_FACE = 0, 1, 2
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, UserError
+from inference.image_limits import DEFAULT_MAX_PIXELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
+    parser.add_argument(
+        "--max-pixels",
+        type=float,
+        default=DEFAULT_MAX_PIXELS / 1e6,
+        metavar="MP",
+        help="refuse images over this many megapixels, read from the header before decoding (default %(default)g)",
+    )
+    parser.add_argument(
+        "--verbose", action=argparse.BooleanOptionalAction, default=False, help="show TensorFlow's own logging"
+    )
     args = parser.parse_args(argv)
+    if not args.max_pixels > 0:
+        parser.error(f"--max-pixels {args.max_pixels} must be > 0")
     if args.detect_size < 0:
         parser.error(f"--detect-size {args.detect_size} must be >= 0")
     if args.upsample < 0:
@@ -55,22 +71,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _destination(target: Path, image: Path, n_images: int, suffix: str) -> Path:
-    """``target`` itself for one image, else ``target/<stem><suffix>.png`` (a folder)."""
-    if n_images == 1 and target.suffix:
-        return target
-    return target / f"{image.stem}{suffix}.png"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from inference.drawing import draw_predictions, plot_probabilities
-    from inference.predictor import FacePredictor, PredictorError, iter_image_files, load_image, to_bgr
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; files already written are complete, the rest were not started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from inference.outputs import atomic_path, plan_outputs
+    from inference.predictor import iter_image_files
 
     files = iter_image_files(args.image)
     if not files:
         print(f"error: no image files in {' '.join(args.image)}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        annotated, plots = plan_outputs(files, args.output, args.plot)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.model is not None and args.model.suffix.lower() not in (".h5", ".hdf5"):
+        from models.io import read_metadata
+
+        try:  # a missing, refused (.joblib) or foreign model file fails now, not after TensorFlow's import
+            read_metadata(args.model)
+        except UserError as err:
+            print(f"error: --model {err}", file=sys.stderr)
+            return EXIT_ERROR
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
+    from inference.drawing import draw_predictions, plot_probabilities
+    from inference.predictor import FacePredictor, load_image, to_bgr
+
+    max_pixels = int(args.max_pixels * 1e6)
     try:
         predictor = FacePredictor(
             args.model,
@@ -79,16 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             detect_size=args.detect_size,
             upsample=args.upsample,
         )
-    except (PredictorError, ValueError) as err:
+    except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
 
     records, errors, faceless = [], 0, 0
-    for path in files:
+    for path, annotated_path, plot_path in zip(files, annotated, plots, strict=True):
         try:
-            image = load_image(path)
+            image = load_image(path, max_pixels)
             predictions = predictor.predict(image)
-        except (PredictorError, ValueError) as err:
+        except (UserError, ValueError) as err:
             print(f"error: {err}" if str(path) in str(err) else f"error: {path}: {err}", file=sys.stderr)
             errors += 1
             continue
@@ -100,22 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"{path}  box={pred.box}  {pred.emotion}  {pred.confidence:.3f}")
         try:
-            if args.output:
-                out = _destination(args.output, path, len(files), "_annotated")
-                out.parent.mkdir(parents=True, exist_ok=True)
+            if annotated_path is not None:
                 import cv2
 
-                if not cv2.imwrite(str(out), draw_predictions(to_bgr(image), predictions)):
-                    raise OSError(f"{out}: cannot write an image (unknown extension or unwritable folder)")
-            if args.plot:
-                plot_probabilities(
-                    predictions, _destination(args.plot, path, len(files), "_probabilities"), title=path.name
-                )
-        except (OSError, ValueError) as err:
+                with atomic_path(annotated_path) as tmp:
+                    if not cv2.imwrite(str(tmp), draw_predictions(to_bgr(image), predictions)):
+                        raise OSError(f"{annotated_path}: cannot write an image here (unwritable folder?)")
+            if plot_path is not None:
+                with atomic_path(plot_path) as tmp:
+                    plot_probabilities(predictions, tmp, title=path.name)
+        except (UserError, OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             errors += 1
     if args.json:
-        print(json.dumps(records, indent=1))
+        print(json.dumps(records, indent=1, allow_nan=False))
     if errors:
         return EXIT_ERROR
     return EXIT_NO_FACE if faceless else EXIT_OK

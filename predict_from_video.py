@@ -10,10 +10,12 @@ at most every --every-ms milliseconds (boxes are drawn on every frame). Press 'q
 
 A file shown in the window plays at its own frame rate: predictions that fall due while the loop is behind are
 skipped rather than slowing the video down; --no-display and --as-fast-as-possible process frames without pacing.
-With --output the annotated video has the input's frame count, size and fps. --records writes one row per face per
-prediction (frame, time_s, track_id, box, emotion, confidence, one probability per class; .jsonl or .csv; see
-inference/records.py); it never replaces a file without --overwrite. Defaults come from
-parameters.VideoPredictor. Exit code 1 when the camera cannot be opened or the file is not a video.
+With --output the annotated video has the input's frame count, size and fps; it is written under a temporary name
+and renamed when complete, and an --output that is the --source (even through a symlink) is refused. --records
+writes one row per face per prediction (frame, time_s, track_id, box, emotion, confidence, one probability per
+class; .jsonl or .csv; see inference/records.py); it never replaces a file without --overwrite. Defaults come from
+parameters.VideoPredictor. Exit codes (errors.py): 0 done, 1 the camera cannot be opened, the file is not a video or
+the output cannot be written, 2 a bad command line, 130 interrupted while loading.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import gc
 import sys
 from pathlib import Path
 
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from parameters import VideoPredictor
 
 
@@ -73,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="show a file as fast as frames are processed instead of at its frame rate",
     )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument(
+        "--verbose", action=argparse.BooleanOptionalAction, default=False, help="show TensorFlow's own logging"
+    )
     parser.add_argument("--show-confidence", action=argparse.BooleanOptionalAction, default=defaults.show_confidence)
     parser.add_argument(
         "--print-emotions",
@@ -100,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from contextlib import nullcontext
 
-    from errors import UserError
-    from inference.predictor import FacePredictor, PredictorError
+    from inference.outputs import check_not_inputs, check_video_writable
     from inference.records import RecordsWriter, check_records_path
     from inference.video import check_display, open_source, parse_source, run_video
 
@@ -110,14 +115,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"frame {frame_index}  box={face.box}  {face.emotion}  {face.confidence:.3f}", flush=True)
 
     try:
-        # Fail on a bad source or a missing display before spending seconds loading the model.
+        # Fail on a bad source, output or display before spending seconds loading the model.
+        source = parse_source(args.source)
+        if args.output is not None:
+            check_video_writable(args.output)
+            if isinstance(source, str) and "://" not in source:
+                check_not_inputs([("--output", args.output)], [Path(source)])
         if args.display:
             check_display()
-        open_source(args.source).release()
+        open_source(source).release()
         if args.records is not None:  # before the model loads: a refused name costs nothing
-            source = parse_source(args.source)
             inputs = [] if isinstance(source, int) else [Path(source)]
             check_records_path(args.records, overwrite=args.overwrite, inputs=inputs)
+        from tf_logging import quiet_tensorflow
+
+        quiet_tensorflow(args.verbose)
+        from inference.predictor import FacePredictor
+
         predictor = FacePredictor(
             args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
         )
@@ -136,15 +150,18 @@ def main(argv: list[str] | None = None) -> int:
                 on_tracks=records.write if records else None,
                 realtime=args.display and not args.as_fast_as_possible,
             )
-    except (PredictorError, UserError, ValueError) as err:
+    except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # before the loop, which handles Ctrl-C itself
+        print("\ninterrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     written = f"; wrote {stats.output}" if stats.output else ""
     if records is not None:
         written += f"; {records.rows} records in {records.path}"
     timing = f"in {stats.seconds:.1f} s ({stats.fps:.1f} fps)"
     print(f"{stats.frames} frames, {stats.predictions} predictions {timing}{written}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after training, evaluate the best model on PublicTest and PrivateTest")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                         help="0 quiet, 1 progress bar (default), 2 one line per epoch")
+    parser.add_argument("--tf-logs", action=argparse.BooleanOptionalAction, default=False,
+                        help="show TensorFlow's own start-up logging (hidden by default)")
     # every field of parameters.Config, with its help, choices and range (values out of range: exit 2)
     add_config_fields(parser, choices={"model": available_models()})
     return parser
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow(verbose=args.tf_logs)
     try:
         with sigterm_as_interrupt():
             return run(args)

@@ -43,6 +43,48 @@ class ConvertError(UserError, ValueError):
     """Bad options or input for a conversion (the message says what to change)."""
 
 
+# Bytes one face takes in the output, per array (labels: one-hot float32 over at most 8 classes, or int64).
+_BYTES_PER_FACE = {"images": 48 * 48, "labels": 8 * 4, "landmarks": 68 * 2 * 4, "hog_plain": 72 * 4,
+                   "hog_windows": 2592 * 4, "hog_images": 48 * 48 * 4, "soft_labels": 8 * 4, "jpg": 2048}
+_SPACE_MARGIN = 1.1  # ask for 10 % more than the arrays need (meta.json, file-system overhead)
+
+
+def check_destination(out: Path) -> None:
+    """ConvertError naming ``out`` unless a folder can be made where it goes (checked before any work).
+
+    Probes the nearest existing ancestor with a hidden folder it removes again, so nothing is left behind.
+    """
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConvertError(f"--out {out}: {existing} is a file, not a folder")
+    probe = existing / f".{out.name}.probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        raise ConvertError(f"--out {out}: cannot write in {existing} ({err.strerror or err})") from None
+
+
+def check_free_space(out: Path, n_faces: int, kinds: list[str], options: ConvertOptions) -> None:
+    """ConvertError when the disk holding ``out`` has less free space than the arrays of ``n_faces`` will need."""
+    names = ["images", "labels", *kinds]
+    if options.ferplus and options.ferplus_soft_labels:
+        names.append("soft_labels")
+    if options.jpg:
+        names.append("jpg")
+    needed = int(n_faces * sum(_BYTES_PER_FACE[n] for n in names) * _SPACE_MARGIN)
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise ConvertError(
+            f"--out {out}: the output needs about {needed / 1e6:.0f} MB but {existing} has {free / 1e6:.0f} MB free"
+        )
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Every conversion option; the CLI flags map one to one (recorded in meta.json)."""
@@ -181,6 +223,7 @@ def convert(
         raise ConvertError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise ConvertError(f"{out} exists and is not a directory")
+    check_destination(out)
     extractor = None
     if options.landmarks:  # fail before the long parse when the model is missing
         path = options.shape_predictor or default_shape_predictor_path()
@@ -234,6 +277,7 @@ def convert(
     if options.hog_images:
         kinds.append("hog_images")
     all_images = np.concatenate([s.images for s in splits.values()])
+    check_free_space(out, len(all_images), kinds, options)  # before the features, the long part
     start = time.perf_counter()
     arrays = compute_feature_arrays(
         all_images, kinds, workers=options.workers, progress=progress, extractor=extractor
@@ -297,6 +341,9 @@ def convert(
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out)
+    except OSError as err:  # a full disk or a folder made read-only meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConvertError(f"--out {out}: writing failed ({err.strerror or err}); nothing was written") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ _BATCH_ROWS = 2048  # rows whose pixel strings numpy parses in one call
 
 class Fer2013FormatError(UserError, ValueError):
     """The csv is not in FER2013 format; the message names the file and, where it applies, the line."""
+
+
+class Fer2013HeaderError(Fer2013FormatError):
+    """The file as a whole is unusable (empty, unreadable, truncated, no FER2013 header): skipping rows cannot help."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,23 @@ class Fer2013Data:
 
 
 def _open_lines(path: Path) -> Iterator[bytes]:
-    """Yield the file's lines as bytes (gzip detected by its magic number, not by the name)."""
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-    opener = gzip.open if magic == b"\x1f\x8b" else open
-    with opener(path, "rb") as handle:
-        yield from handle
+    """Yield the file's lines as bytes (gzip detected by its magic number, not by the name), without the UTF-8
+    byte-order mark Excel writes. A truncated or corrupt gzip stream, or a read error, is a Fer2013HeaderError
+    naming the file and the line reached."""
+    lineno = 0
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rb") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                yield line.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise Fer2013HeaderError(
+            f"{path}: the gzip stream is truncated or corrupt after line {lineno} ({err}); download the file again"
+        ) from None
+    except OSError as err:
+        raise Fer2013HeaderError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _clip(text: bytes | str, limit: int = 60) -> str:
@@ -185,7 +201,7 @@ def load_fer2013(path: str | Path, *, skip_bad_rows: bool = False, limit: int | 
                 continue
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
-                raise Fer2013FormatError(
+                raise Fer2013HeaderError(
                     f"{path}:{lineno}: header {_clip(text)!r} lacks column(s) {missing}; "
                     f"expected {', '.join(REQUIRED_COLUMNS)}"
                 )
@@ -222,10 +238,10 @@ def load_fer2013(path: str | Path, *, skip_bad_rows: bool = False, limit: int | 
         rows.append(row_index)
 
     if not saw_content:
-        raise Fer2013FormatError(f"{path}: empty file")
+        raise Fer2013HeaderError(f"{path}: empty file")
     if columns is None:
         first_line, first_text = pre_header[0]
-        raise Fer2013FormatError(
+        raise Fer2013HeaderError(
             f"{path}:{first_line}: no header naming the columns {', '.join(REQUIRED_COLUMNS)} "
             f"(first line: {_clip(first_text)!r})"
         )
@@ -248,7 +264,7 @@ def load_fer2013(path: str | Path, *, skip_bad_rows: bool = False, limit: int | 
     del pixels
 
     if n_data == 0:
-        raise Fer2013FormatError(f"{path}: no data rows after the header")
+        raise Fer2013HeaderError(f"{path}: no data rows after the header")
     if not keep.any():
         raise Fer2013FormatError(f"{path}: no valid data rows ({len(skipped)} bad rows skipped)")
     skipped.sort(key=lambda b: b.line)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,11 @@ _WORKER_EXTRACTOR: LandmarkExtractor | None = None
 def _init_worker(path: str | None = None) -> None:
     """Pool initializer: load the predictor once per process (none when ``path`` is None).
 
-    A forked worker inherits the parent's already loaded predictor (loading takes about a second)."""
+    A forked worker inherits the parent's already loaded predictor (loading takes about a second). It ignores
+    Ctrl-C (SIGINT goes to the whole process group): the parent gets KeyboardInterrupt and terminates the pool,
+    instead of every worker printing a traceback."""
     global _WORKER_EXTRACTOR
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if path is None:
         _WORKER_EXTRACTOR = None
     elif _WORKER_EXTRACTOR is None or _WORKER_EXTRACTOR.path != Path(path):

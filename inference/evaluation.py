@@ -1,6 +1,6 @@
 """Evaluation: accuracy, per-class precision/recall/F1 and confusion matrix of a saved model on a split.
 
-``evaluate`` works on arrays; ``evaluate_run`` loads ``RUN_DIR/model.keras`` (or ``model.joblib``), checks its
+``evaluate`` works on arrays; ``evaluate_run`` loads ``RUN_DIR/model.keras`` (or ``model.skops``), checks its
 metadata against the data directory, evaluates PublicTest and PrivateTest and writes::
 
     RUN_DIR/metrics.json                       private_test_accuracy, public_test_accuracy and the full reports

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from errors import UserError
+from inference.image_limits import DEFAULT_MAX_PIXELS, check_decoded_pixels, check_image_pixels
 
 # the detectors are defined once, with the other choice lists
 from parameters import DETECTORS
@@ -61,6 +62,10 @@ class ModelNotFoundError(PredictorError):
     """No model file given and none bundled."""
 
 
+class NonFiniteOutputError(PredictorError):
+    """The model returned NaN or infinite probabilities."""
+
+
 @dataclass(frozen=True)
 class FacePrediction:
     """One face: ``box`` (x, y, w, h) in input pixels, the top class, its probability, and all probabilities."""
@@ -84,10 +89,11 @@ class FacePrediction:
 # --------------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as stored: (h, w) grey or (h, w, 3|4) BGR(A), uint8 or uint16.
 
-    Raises ImageReadError naming the file when it is missing, a directory, or not a decodable image.
+    Raises ImageReadError naming the file when it is missing, a directory, not a decodable image, or larger than
+    ``max_pixels`` (checked from the header before decoding where the format allows; None: no cap).
     Reads through ``np.fromfile`` so non-ASCII paths work on every platform.
     """
     path = Path(path)
@@ -96,12 +102,22 @@ def load_image(path: str | Path) -> np.ndarray:
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image")
     try:
+        check_image_pixels(path, max_pixels)
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise ImageReadError(f"{path}: cannot read ({err.strerror or err})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except ValueError as err:
+        raise ImageReadError(str(err)) from None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # e.g. OpenCV's own pixel limit on a header PIL could not read
+        image = None
     if image is None:
         raise ImageReadError(f"{path}: not an image OpenCV can decode (empty, corrupt or not an image file)")
+    try:
+        check_decoded_pixels(path, image.shape, max_pixels)
+    except ValueError as err:
+        raise ImageReadError(str(err)) from None
     return image
 
 
@@ -309,7 +325,11 @@ class PeerClassifier:
     def __init__(self, path: str | Path):
         import keras
 
-        self.model = keras.models.load_model(path, compile=False)
+        try:
+            self.model = keras.models.load_model(path, compile=False)
+        except Exception as err:  # h5py's OSError for a garbage file, ValueError for a foreign one, ...
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise PredictorError(f"{path}: not a Keras HDF5 model ({first})") from None
         self.input_size = int(self.model.input_shape[1])
         n_classes = int(self.model.output_shape[-1])
         if n_classes != len(FER2013_CLASSES):
@@ -383,6 +403,8 @@ class FacePredictor:
         if detect_size < 0:
             raise ValueError(f"detect_size {detect_size} must be >= 0 (0: full resolution)")
         self.classifier = classifier if classifier is not None else load_classifier(model_path)
+        name = getattr(self.classifier, "metadata", {}).get("model_name", "in-memory")
+        self.model_label = f"model {model_path}" if model_path is not None else f"the {name} model"
         self.detector_name = detector
         self.assume_face = assume_face
         self.detect_size = detect_size
@@ -427,7 +449,13 @@ class FacePredictor:
         """(n, s, s) uint8 face crops -> (n, k) float32 probabilities, one model call."""
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self.classifier(np.ascontiguousarray(faces, dtype=np.uint8))
+        probabilities = self.classifier(np.ascontiguousarray(faces, dtype=np.uint8))
+        if not np.isfinite(probabilities).all():  # a model trained to NaN: never report "nan" as a confidence
+            raise NonFiniteOutputError(
+                f"{self.model_label} produced non-finite probabilities (NaN or inf): it is broken; retrain it or use "
+                "another --model"
+            )
+        return probabilities
 
     def predict(self, image: np.ndarray) -> list[FacePrediction]:
         """Every face in ``image`` (grey or BGR/BGRA, any size and bit depth), left to right; [] when none."""

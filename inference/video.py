@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from inference.drawing import draw_fps, draw_predictions
+from inference.outputs import temporary_path
 from inference.playback import Pacer
 from inference.predictor import Box, FacePrediction, FacePredictor, PredictorError, make_prediction
 
@@ -190,7 +191,8 @@ def run_video(
 ) -> VideoStats:
     """Run the loop until the source ends, ``max_frames`` frames were read, or 'q' is pressed in the window.
 
-    ``output``: write every annotated frame to this file (mp4v codec, the source's size and fps).
+    ``output``: write every annotated frame to this file (mp4v codec, the source's size and fps), under a temporary
+    name renamed to ``output`` when the loop ends (also on 'q' or Ctrl-C); removed if the loop fails.
     ``hold_ms``: keep showing a face the detector lost for this long (see FaceTracker).
     ``on_prediction(frame_index, smoothed_predictions)`` is called after each prediction (e.g. to print them);
     ``on_tracks(frame_index, seconds, smoothed_predictions, track_ids)`` too (``--records``), with the time on the
@@ -213,6 +215,8 @@ def run_video(
     pacer = Pacer(source_fps) if realtime and not is_camera else None
     stats = VideoStats(source_fps=source_fps, output=Path(output) if output else None)
     writer = None
+    partial = temporary_path(Path(output)) if output is not None else None
+    keep = False  # whether the partial video becomes ``output``
     last_prediction_ms: float | None = None
     fps_estimate = 0.0
     start = previous = time.perf_counter()
@@ -241,7 +245,7 @@ def run_video(
                 draw_fps(frame, fps_estimate)
             if output is not None:
                 if writer is None:
-                    writer = _open_writer(Path(output), source_fps, frame.shape[1], frame.shape[0])
+                    writer = _open_writer(partial, source_fps, frame.shape[1], frame.shape[0], Path(output))
                 writer.write(frame)
             stats.frames += 1
             wait_ms = pacer.delay_ms(stats.frames) if pacer is not None else 0  # until the next frame is due
@@ -254,13 +258,18 @@ def run_video(
                     break
             elif wait_ms:
                 time.sleep(wait_ms / 1000)
+        keep = True
     except KeyboardInterrupt:  # Ctrl-C on a headless camera run: keep what was written
-        stats.quit_by_user = True
+        stats.quit_by_user = keep = True
     finally:
         stats.seconds = time.perf_counter() - start
         capture.release()
         if writer is not None:
             writer.release()
+        if partial is not None:
+            if keep and writer is not None:
+                os.replace(partial, output)
+            partial.unlink(missing_ok=True)
         if display:
             cv2.destroyAllWindows()
     if stats.frames == 0:
@@ -269,9 +278,13 @@ def run_video(
     return stats
 
 
-def _open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _open_writer(path: Path, fps: float, width: int, height: int, final: Path) -> cv2.VideoWriter:
+    """An mp4v writer on ``path`` (the temporary name); errors name ``final``, the path the user gave."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VideoSourceError(f"{final}: cannot create its folder ({err.strerror or err})") from None
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
-        raise VideoSourceError(f"{path}: cannot write a video here (use a .mp4 name in a writable folder)")
+        raise VideoSourceError(f"{final}: cannot write a video here (use a .mp4 name in a writable folder)")
     return writer

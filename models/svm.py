@@ -2,7 +2,7 @@
 
 A scikit-learn pipeline: ``StandardScaler`` (statistics from Training only, stored in the pipeline) then ``SVC``.
 It uses the feature vector alone (landmarks, optionally with HOG), not the pixels, as the SVM baselines of the
-2016 era did. Saved with joblib next to the same metadata as the Keras models (see models.io).
+2016 era did. Saved with skops (no pickle) next to the same metadata as the Keras models (see models.io).
 
 ``SvmModel`` wraps the fitted pipeline so evaluation and prediction can call ``model.predict([images, features])``
 as they would a Keras model; its "probabilities" are the softmax of the one-vs-rest decision values (SVC's Platt

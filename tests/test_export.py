@@ -79,8 +79,8 @@ def test_cli_export_and_errors(tmp_path, capsys):
             export.main(bad)
         assert exit_info.value.code == 2
     assert "is the model itself" in capsys.readouterr().err
-    assert export.main(["--model", str(tmp_path / "model.joblib"), "--format", "onnx"]) == 1
+    assert export.main(["--model", str(tmp_path / "model.skops"), "--format", "onnx"]) == 1
     err = capsys.readouterr().err
-    assert "model.joblib" in err and "only Keras models" in err and "Traceback" not in err
+    assert "model.skops" in err and "only Keras models" in err and "Traceback" not in err
     with pytest.raises(ExportError, match="only Keras models"):
-        export_model(tmp_path / "model.joblib", "onnx")
+        export_model(tmp_path / "model.skops", "onnx")

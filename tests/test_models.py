@@ -139,7 +139,7 @@ def test_svm_pipeline_scores_sum_to_one_and_cover_absent_classes(tmp_path):
     np.testing.assert_allclose(scores.sum(1), 1, atol=1e-5)
     assert np.mean(scores.argmax(1) == labels) > 0.9
     assert np.all(scores[:, 1] < 1e-6)
-    path = save_model(model, tmp_path / "svm.joblib", {"model_name": "svm", "class_names": list("abcd"),
+    path = save_model(model, tmp_path / "svm.skops", {"model_name": "svm", "class_names": list("abcd"),
                                                        "feature_set": "landmarks", "feature_dim": 136})
     loaded, meta = load_model(path)
     np.testing.assert_allclose(loaded(features), scores)

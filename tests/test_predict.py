@@ -242,10 +242,10 @@ def test_cli_json_output_and_plot(model_path, astronaut_png, tmp_path, capsys):
     assert cv2.imread(str(plot)) is not None
 
 
-def test_cli_blank_image_exits_2(model_path, tmp_path, capsys):
+def test_cli_blank_image_exits_3(model_path, tmp_path, capsys):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((200, 200), 255, np.uint8))
-    assert predict.main(["--image", str(blank), "--model", str(model_path)]) == 2
+    assert predict.main(["--image", str(blank), "--model", str(model_path)]) == 3  # errors.EXIT_NO_FACE
     assert "blank.png: no face found" in capsys.readouterr().err
 
 

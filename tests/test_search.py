@@ -268,14 +268,15 @@ def test_resume_with_another_space_is_refused(tmp_path):
 def test_trials_file_is_replaced_atomically_and_corrupt_files_are_reported(tmp_path):
     from hyperopt import Trials
 
-    from training.search import SearchError, load_trials, save_trials
+    from training.search import load_trials, save_trials
+    from training.trials_io import TrialsFileError
 
     path = tmp_path / "t" / "trials.pkl"
     save_trials(Trials(), path)
     save_trials(Trials(), path)
     assert [p.name for p in path.parent.iterdir()] == ["trials.pkl"]
     path.write_bytes(b"not a pickle")
-    with pytest.raises(SearchError, match="not a readable hyperopt trials file"):
+    with pytest.raises(TrialsFileError, match="not a readable hyperopt trials file"):
         load_trials(path)
 
 

@@ -4,7 +4,7 @@ and the files it writes.
 A run directory holds::
 
     config.json                    the full configuration, written before the first step (what --resume continues)
-    model.keras, model.meta.json   best-on-PublicTest model + metadata (models.io; SVM: model.joblib)
+    model.keras, model.meta.json   best-on-PublicTest model + metadata (models.io; SVM: model.skops)
     checkpoints/last.keras         the latest epoch's model with its optimizer state (for --resume)
     checkpoints/state.json         epochs done, best accuracy/epoch, early-stopping counter, history, config
     history.csv                    one row per epoch: loss, accuracy, val_loss, val_accuracy, lr
@@ -31,7 +31,7 @@ from errors import UserError
 from parameters import EMOTIONS, FEATURE_SETS, Config
 
 MODEL_FILE = "model.keras"
-SVM_MODEL_FILE = "model.joblib"
+SVM_MODEL_FILE = "model.skops"
 CONFIG_FILE = "config.json"
 STATE_VERSION = 1
 NORMALISATION_TEXT = (
@@ -50,7 +50,7 @@ class TrainResult:
     """What ``train`` returns."""
 
     best_public_accuracy: float  # best PublicTest accuracy over the epochs (the selection criterion)
-    model_path: Path  # RUN_DIR/model.keras (RUN_DIR/model.joblib for the svm): the best-on-PublicTest model
+    model_path: Path  # RUN_DIR/model.keras (RUN_DIR/model.skops for the svm): the best-on-PublicTest model
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch loss, accuracy, val_*, lr
     best_epoch: int = 0  # 1-based epoch of the best model
     epochs_run: int = 0  # epochs completed in total (including those before a resume)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from errors import UserError
 from parameters import Config, OptimizerSearchSpace
 from training.search_backends import (
     Objective,
@@ -54,6 +55,7 @@ from training.search_report import (
     write_best,
     write_csv,
 )
+from training.trials_io import check_mongo_reachable, load_trials  # restricted unpickler; re-exported
 from training.search_space import FIXED_KEY, SEARCHED, SearchError, build_space, trial_name
 
 __all__ = [  # the search's public names, importable from here as before the split
@@ -146,21 +148,6 @@ def save_trials(trials: Any, path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_trials(path: str | Path) -> Any:
-    """Unpickle a trials file written by :func:`save_trials`; a fresh ``hyperopt.Trials`` when it does not exist."""
-    from hyperopt import Trials
-
-    path = Path(path)
-    if not path.exists():
-        return Trials()
-    try:
-        with path.open("rb") as handle:
-            trials = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise SearchError(f"{path}: not a readable hyperopt trials file ({type(err).__name__}: {err})") from None
-    if not isinstance(trials, Trials):
-        raise SearchError(f"{path}: holds a {type(trials).__name__}, not hyperopt Trials")
-    return trials
 
 
 # ------------------------------------------------------------------------------------------------- search
@@ -271,6 +258,7 @@ def run_search(
     if mongo:
         from hyperopt.mongoexp import MongoTrials
 
+        check_mongo_reachable(mongo)
         trials = MongoTrials(mongo, exp_key=exp_key)
         where = f"{mongo} (exp_key {exp_key})"
     else:

@@ -96,7 +96,7 @@ TRAIN_ACC_SAMPLE = 4000  # Training faces scored for the SVM's (diagnostic) trai
 
 
 def _train_sklearn(run: TrainingRun) -> TrainResult:
-    """The SVM baseline: one fit on Training features, accuracy on PublicTest, saved with joblib."""
+    """The SVM baseline: one fit on Training features, accuracy on PublicTest, saved with skops (no pickle)."""
     import time
 
     from models import build_model, hparams_from_config
