@@ -7,6 +7,13 @@ saved by train.py; the features it was trained with are read from the model's me
     python predict.py --image photos/ group.png --json > predictions.json
     python predict.py --image photo.jpg --output annotated.png --plot bars.png
     python predict.py --image face48.png --assume-face          # the whole image is one face (48x48 crops)
+    python predict.py --image photos/ --csv faces.csv           # one row per face (and per faceless/unreadable file)
+
+The classifier runs on ONNX Runtime when the model's ONNX twin (``model.onnx`` + ``model.onnx.meta.json``) sits
+beside the ``.keras`` file, as it does for the bundled model: no TensorFlow is imported, so one photo takes well
+under a second. A ``.keras`` model without a twin runs through TensorFlow (a note says how to make the twin:
+``python train.py --export onnx --model-path MODEL.keras``); so do the peer ``.hdf5`` models. ``--model`` also
+takes an ``.onnx`` file directly.
 
 Prints one line per face: ``PATH  box=(x, y, w, h)  Emotion  confidence``. Exit code 0 when every image had a
 face, 2 when some image had none, 1 when some file could not be read or another error occurred (the other files
@@ -20,6 +27,8 @@ import json
 import sys
 from pathlib import Path
 
+from inference.backends import BACKENDS
+
 EXIT_OK, EXIT_ERROR, EXIT_NO_FACE = 0, 1, 2
 
 
@@ -30,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
     )
     parser.add_argument("--detector", choices=("dlib", "haar"), default="dlib", help="face detector (default dlib)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="classifier runtime: auto = the model's ONNX twin when present, else Keras; onnx or keras insist",
+    )
     parser.add_argument(
         "--assume-face",
         action=argparse.BooleanOptionalAction,
@@ -47,6 +62,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="write a table: one row per face (image, face, box, emotion, confidence, a column per class); "
+        "images without a face and unreadable files get a row that says so",
+    )
+    parser.add_argument(
+        "--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace an existing --csv file"
+    )
     args = parser.parse_args(argv)
     if args.detect_size < 0:
         parser.error(f"--detect-size {args.detect_size} must be >= 0")
@@ -64,6 +89,7 @@ def _destination(target: Path, image: Path, n_images: int, suffix: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from inference.csv_table import face_rows, unreadable_row, write_csv
     from inference.drawing import draw_predictions, plot_probabilities
     from inference.predictor import FacePredictor, PredictorError, iter_image_files, load_image, to_bgr
 
@@ -71,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no image files in {' '.join(args.image)}", file=sys.stderr)
         return EXIT_ERROR
+    if args.csv is not None:
+        if args.csv.is_dir():
+            print(f"error: --csv {args.csv}: is a folder, not a file name", file=sys.stderr)
+            return EXIT_ERROR
+        if args.csv.exists() and not args.overwrite:
+            print(f"error: --csv {args.csv} exists; pass --overwrite to replace it", file=sys.stderr)
+            return EXIT_ERROR
     try:
         predictor = FacePredictor(
             args.model,
@@ -78,20 +111,24 @@ def main(argv: list[str] | None = None) -> int:
             assume_face=args.assume_face,
             detect_size=args.detect_size,
             upsample=args.upsample,
+            backend=args.backend,
         )
     except (PredictorError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
 
-    records, errors, faceless = [], 0, 0
+    records, rows, errors, faceless = [], [], 0, 0
     for path in files:
         try:
             image = load_image(path)
             predictions = predictor.predict(image)
         except (PredictorError, ValueError) as err:
-            print(f"error: {err}" if str(path) in str(err) else f"error: {path}: {err}", file=sys.stderr)
+            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            print(f"error: {message}", file=sys.stderr)
+            rows.append(unreadable_row(path, message))
             errors += 1
             continue
+        rows += face_rows(path, predictions, predictor.class_names)
         if not predictions:
             print(f"{path}: no face found", file=sys.stderr)
             faceless += 1
@@ -116,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             errors += 1
     if args.json:
         print(json.dumps(records, indent=1))
+    if args.csv is not None:
+        try:
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            write_csv(args.csv, rows, predictor.class_names)
+        except OSError as err:
+            print(f"error: --csv {args.csv}: cannot write ({err.strerror or err})", file=sys.stderr)
+            return EXIT_ERROR
     if errors:
         return EXIT_ERROR
     return EXIT_NO_FACE if faceless else EXIT_OK
