@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from inference.backends import BACKENDS
 from parameters import VideoPredictor
 
 
@@ -30,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
     )
     parser.add_argument("--detector", choices=("dlib", "haar"), default=defaults.face_detector)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras",
+    )
     parser.add_argument(
         "--assume-face", action=argparse.BooleanOptionalAction, default=False, help="whole frame is one face"
     )
@@ -91,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             check_display()
         open_source(args.source).release()
         predictor = FacePredictor(
-            args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
+            args.model,
+            detector=args.detector,
+            assume_face=args.assume_face,
+            detect_size=args.detect_size,
+            backend=args.backend,
         )
         stats = run_video(
             predictor,
