@@ -159,10 +159,10 @@ class DlibDetector:
     name = "dlib"
 
     def __init__(self, upsample: int = 0):
-        import dlib
+        from inference.dlib_detector import frontal_face_detector
 
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()  # dlib's detector from a file: 2 ms instead of 0.5-3 s
 
     def __call__(self, grey: np.ndarray) -> list[Box]:
         rects = self._detector(grey, self.upsample)

@@ -286,3 +286,19 @@ def test_csv_rows_for_faces_no_faces_and_unreadable_files(tmp_path, capsys):
     blank = ["--image", str(photos / "b_blank.png"), "--csv", str(out)]
     assert predict.main([*blank, "--overwrite"]) == predict.EXIT_NO_FACE
     assert [r["status"] for r in read_csv(out)] == ["no face"]
+
+
+# ------------------------------------------------------------------------------------------ detector file
+
+
+def test_bundled_detector_file_is_dlibs_frontal_detector(tmp_path):
+    import dlib
+
+    from inference.dlib_detector import DETECTOR_FILE, frontal_face_detector
+
+    dlib.get_frontal_face_detector().save(str(tmp_path / "fresh.svm"))
+    assert (tmp_path / "fresh.svm").read_bytes() == DETECTOR_FILE.read_bytes()
+    grey = cv2.imread(str(ROOT / "docs" / "astronaut.jpg"), cv2.IMREAD_GRAYSCALE)
+    boxes = [(r.left(), r.top(), r.width(), r.height()) for r in frontal_face_detector()(grey, 0)]
+    assert len(boxes) == 1 and 150 <= boxes[0][0] + boxes[0][2] / 2 <= 260
+    assert type(frontal_face_detector(tmp_path / "absent.svm")) is type(frontal_face_detector())  # the fallback
