@@ -12,6 +12,9 @@ with ``--feature-set``: speed does not depend on the weights, and the output say
     python benchmarks/bench_video.py
     python benchmarks/bench_video.py --arch B --feature-set landmarks_hog_windows --repeat 3
     python benchmarks/bench_video.py --model runs/A/model.keras --detector haar --no-peer
+    python benchmarks/bench_video.py --backend keras --no-peer      # ours through TensorFlow instead of its ONNX twin
+
+Ours is loaded as predict.py loads it (``--backend auto``: the ONNX twin beside the ``.keras`` when there is one).
 """
 
 from __future__ import annotations

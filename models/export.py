@@ -140,10 +140,10 @@ def check_onnx_parity(model, onnx_path: Path, metadata: dict[str, Any], n: int =
     features = None
     if dim:
         mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
-        with contextlib.suppress(ValueError):
-            layer = model.get_layer("feature_norm")
-            mean = np.asarray(layer.adapt_mean, np.float32).reshape(dim)
-            std = np.sqrt(np.asarray(layer.adapt_variance, np.float32).reshape(dim))
+        with contextlib.suppress(ValueError, AttributeError):  # no feature_norm layer: standard normal features
+            layer = model.get_layer("feature_norm")  # mean/variance: (1, dim) tensors, fitted or given
+            mean = np.broadcast_to(np.asarray(layer.mean, np.float32).reshape(-1), (dim,))
+            std = np.sqrt(np.broadcast_to(np.asarray(layer.variance, np.float32).reshape(-1), (dim,)))
         features = (mean + std * rng.standard_normal((n, dim))).astype(np.float32)
     expected = np.asarray(model(images if features is None else [images, features], training=False), np.float32)
     got = run_exported(onnx_path, images, features)
