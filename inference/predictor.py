@@ -252,8 +252,7 @@ class FerModelClassifier:
 
     def __init__(self, model, metadata: dict[str, Any] | None = None):
         self.backend = model if metadata is None else KerasBackend(model, metadata)
-        metadata = self.backend.metadata
-        self.metadata = metadata
+        self.metadata = metadata = self.backend.metadata
         self.class_names = tuple(metadata["class_names"])
         self.feature_set = metadata.get("feature_set") or "raw"
         self.feature_dim = int(metadata.get("feature_dim") or 0)
