@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
+from inference.backends import BACKENDS
 from parameters import VideoPredictor
 
 
@@ -39,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
     )
     parser.add_argument("--detector", choices=("dlib", "haar"), default=defaults.face_detector)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras",
+    )
     parser.add_argument(
         "--assume-face", action=argparse.BooleanOptionalAction, default=False, help="whole frame is one face"
     )
@@ -133,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         from inference.predictor import FacePredictor
 
         predictor = FacePredictor(
-            args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
+            args.model,
+            detector=args.detector,
+            assume_face=args.assume_face,
+            detect_size=args.detect_size,
+            backend=args.backend,
         )
         records = RecordsWriter(args.records, predictor.class_names, overwrite=args.overwrite) if args.records else None
         with records or nullcontext():

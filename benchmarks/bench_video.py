@@ -12,6 +12,9 @@ with ``--feature-set``: speed does not depend on the weights, and the output say
     python benchmarks/bench_video.py
     python benchmarks/bench_video.py --arch B --feature-set landmarks_hog_windows --repeat 3
     python benchmarks/bench_video.py --model runs/A/model.keras --detector haar --no-peer
+    python benchmarks/bench_video.py --backend keras --no-peer      # ours through TensorFlow instead of its ONNX twin
+
+Ours is loaded as predict.py loads it (``--backend auto``: the ONNX twin beside the ``.keras`` when there is one).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from inference.backends import BACKENDS  # noqa: E402
 from parameters import EMOTIONS, FEATURE_SETS  # noqa: E402
 
 TARGET_FPS = 30.0
@@ -37,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arch", default="A", help="architecture of the untrained stand-in (default A)")
     parser.add_argument("--feature-set", choices=list(FEATURE_SETS), default="raw", help="for the untrained model")
     parser.add_argument("--detector", choices=("dlib", "haar"), default="dlib", help="our detector (default dlib)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="our classifier's runtime, chosen as predict.py does"
+    )
     parser.add_argument("--detect-size", type=int, default=320, metavar="PX", help="longer side for detection")
     parser.add_argument("--every-ms", type=float, default=0.0, help="ms between predictions (default 0: every frame)")
     parser.add_argument("--max-frames", type=int, help="stop each run after N frames")
@@ -79,7 +86,7 @@ def time_pipeline(name: str, predictor, args: argparse.Namespace) -> float:
     capture = cv2.VideoCapture(str(args.video))
     ok, frame = capture.read()
     capture.release()
-    for _ in range(3):  # first calls trace the tf.function and load lazily imported parts
+    for _ in range(3):  # first calls trace the tf.function (Keras) and load lazily imported parts
         predictor.predict(frame)
     rates = []
     for run in range(1, args.repeat + 1):
@@ -111,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {cv2.getNumberOfCPUs()} CPUs (shared: timings are noisy)")
 
     if args.model is not None or DEFAULT_MODEL_PATH.is_file():
-        classifier = load_classifier(args.model)
-        label = f"ours: {args.model or DEFAULT_MODEL_PATH} (feature set {classifier.feature_set})"
+        classifier = load_classifier(args.model, args.backend)
+        label = (
+            f"ours: {args.model or DEFAULT_MODEL_PATH} (feature set {classifier.feature_set}, "
+            f"backend {classifier.backend.name})"
+        )
     else:
         classifier = untrained_classifier(args.arch, args.feature_set)
         label = (

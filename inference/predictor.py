@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from errors import UserError
+from inference.backends import BACKENDS, KerasBackend, compiled_call, open_backend
 from inference.image_limits import DEFAULT_MAX_PIXELS, check_decoded_pixels, check_image_pixels
 
 # the detectors are defined once, with the other choice lists
@@ -177,10 +178,10 @@ class DlibDetector:
     name = "dlib"
 
     def __init__(self, upsample: int = 0):
-        import dlib
+        from inference.dlib_detector import frontal_face_detector
 
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()  # dlib's detector from a file: 2 ms instead of 0.5-3 s
 
     def __call__(self, grey: np.ndarray) -> list[Box]:
         rects = self._detector(grey, self.upsample)
@@ -261,26 +262,16 @@ class FaceClassifier(Protocol):
     def __call__(self, faces: np.ndarray) -> np.ndarray: ...
 
 
-def _compiled_call(model) -> Callable[[Any], Any]:
-    """``model(x, training=False)`` as a tf.function: a plain eager call costs several ms of Python per frame and
-    ``model.predict`` far more; the traced graph is reused for every batch size after the first few.
-
-    Models that are not Keras networks (the SVM baseline, ``models.svm.SvmModel``) are called as they are.
-    """
-    import keras
-
-    if not isinstance(model, keras.Model):
-        return model
-    import tensorflow as tf
-
-    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
-
-
 class FerModelClassifier:
-    """A model of this project (``models.io`` format): grey 0..255 faces plus the metadata's feature set."""
+    """A model of this project (``models.io`` format): grey 0..255 faces plus the metadata's feature set.
 
-    def __init__(self, model, metadata: dict[str, Any]):
-        self.model, self.metadata = model, metadata
+    ``model``: a backend (``inference.backends``: ONNX Runtime or Keras; its metadata is used), or an in-memory
+    keras model with its ``metadata`` (run through Keras).
+    """
+
+    def __init__(self, model, metadata: dict[str, Any] | None = None):
+        self.backend = model if metadata is None else KerasBackend(model, metadata)
+        self.metadata = metadata = self.backend.metadata
         self.class_names = tuple(metadata["class_names"])
         self.feature_set = metadata.get("feature_set") or "raw"
         self.feature_dim = int(metadata.get("feature_dim") or 0)
@@ -296,7 +287,6 @@ class FerModelClassifier:
                 self._extractor = LandmarkExtractor()
             except (OSError, ValueError) as err:
                 raise PredictorError(f"the {self.feature_set!r} features need dlib's landmark model: {err}") from err
-        self._call = _compiled_call(model)
 
     def _features(self, faces: np.ndarray) -> np.ndarray | None:
         if self.feature_set == "raw":
@@ -312,10 +302,7 @@ class FerModelClassifier:
         return features.astype(np.float32, copy=False)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
-        images = faces.astype(np.float32)[..., None]
-        features = self._features(faces)
-        inputs = images if features is None else [images, features]
-        return np.asarray(self._call(inputs), dtype=np.float32)
+        return self.backend.predict(faces, self._features(faces))
 
 
 class PeerClassifier:
@@ -336,7 +323,7 @@ class PeerClassifier:
             raise PredictorError(f"{path}: {n_classes} outputs; a peer model must have FER2013's 7 classes")
         self.class_names = FER2013_CLASSES
         self.metadata = {"model_name": Path(path).name, "class_names": list(FER2013_CLASSES), "feature_set": "raw"}
-        self._call = _compiled_call(self.model)
+        self._call = compiled_call(self.model)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         x = (faces.astype(np.float32) / 255.0 - 0.5) * 2.0
@@ -358,15 +345,18 @@ def resolve_model_path(model_path: str | Path | None) -> Path:
     return path
 
 
-def load_classifier(model_path: str | Path | None = None) -> FaceClassifier:
-    """A ``.keras`` model of this project (with its metadata) or a peer ``.h5``/``.hdf5`` model."""
+def load_classifier(model_path: str | Path | None = None, backend: str = "auto") -> FaceClassifier:
+    """A model of this project (``.keras``, its ``.onnx`` twin, or an ``.onnx`` export) or a peer ``.h5``/``.hdf5``.
+
+    ``backend``: ``auto`` runs a ``.keras`` model on its ONNX twin when one sits beside it, else through Keras
+    (``inference.backends.open_backend``); ``onnx`` or ``keras`` insist on one. Peer models run through Keras.
+    """
     path = resolve_model_path(model_path)
     if path.suffix.lower() in PEER_SUFFIXES:
+        if backend == "onnx":
+            raise PredictorError(f"{path}: peer models run through Keras only (drop --backend onnx)")
         return PeerClassifier(path)
-    from models.io import load_model
-
-    model, metadata = load_model(path)
-    return FerModelClassifier(model, metadata)
+    return FerModelClassifier(open_backend(path, backend))
 
 
 # -------------------------------------------------------------------------------------------------- predictor
@@ -384,6 +374,7 @@ class FacePredictor:
             when the copy shows no face, the full image is searched too.
         upsample: dlib's upsampling steps (finds faces below ~80 px at ~4x the cost per step).
         classifier: use this FaceClassifier instead of loading ``model_path`` (see ``from_model``).
+        backend: ``auto`` (the ONNX twin when present, else Keras), ``onnx`` or ``keras`` (``inference.backends``).
 
     ``timings`` accumulates seconds spent per stage (detect, crop, classify) and ``calls`` counts predict calls.
     """
@@ -397,12 +388,15 @@ class FacePredictor:
         detect_size: int = 320,
         upsample: int = 0,
         classifier: FaceClassifier | None = None,
+        backend: str = "auto",
     ):
         if detector not in DETECTORS:
             raise ValueError(f"unknown detector {detector!r}; choose from {list(DETECTORS)}")
         if detect_size < 0:
             raise ValueError(f"detect_size {detect_size} must be >= 0 (0: full resolution)")
-        self.classifier = classifier if classifier is not None else load_classifier(model_path)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+        self.classifier = classifier if classifier is not None else load_classifier(model_path, backend)
         name = getattr(self.classifier, "metadata", {}).get("model_name", "in-memory")
         self.model_label = f"model {model_path}" if model_path is not None else f"the {name} model"
         self.detector_name = detector
@@ -420,6 +414,12 @@ class FacePredictor:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.classifier.class_names)
+
+    @property
+    def backend_name(self) -> str:
+        """``onnx`` or ``keras``: the runtime that classifies the faces."""
+        backend = getattr(self.classifier, "backend", None)
+        return getattr(backend, "name", "keras")
 
     def detect(self, grey: np.ndarray) -> list[Box]:
         """Face boxes (x, y, w, h) in ``grey``'s pixels, clipped to the image, sorted left to right."""

@@ -1,6 +1,12 @@
 """Export a trained Keras model to ONNX or TFLite, with its metadata in a sidecar JSON.
 
     export_model("runs/b/model.keras", "onnx")     # -> runs/b/model.onnx + runs/b/model.onnx.meta.json
+    write_onnx_twin("runs/b/model.keras")          # the same, beside the model: the twin predict.py runs on
+
+The bundled model's twin was made by ``python train.py --export onnx --model-path models/pretrained/fer_model.keras``.
+An ONNX export is checked against Keras on synthetic faces before it replaces anything (``PARITY_ATOL``), and both
+files are written under temporary names and renamed. The sidecar records the source file's SHA-256
+(``export.source_sha256``) so ``inference.backends`` can tell a twin from a stale one.
 
 Inputs keep the Keras names and layout: ``image`` (n, 48, 48, 1) float32 grey levels 0..255 and, for feature-set
 models, ``features`` (n, d) float32 raw features (standardisation is inside the graph); output ``probabilities``
@@ -18,7 +24,9 @@ How (TensorFlow 2.21 / Keras 3.15):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,8 @@ from parameters import EXPORT_FORMATS  # defined once, with the other choice lis
 
 ONNX_OPSET = 17
 OUTPUT_NAME = "probabilities"
+PARITY_ATOL = 1e-4  # largest |ONNX - Keras| probability accepted on the synthetic check faces
+PARITY_FACES = 32
 
 
 class ExportError(UserError, ValueError):
@@ -45,6 +55,15 @@ def export_sidecar_path(path: str | Path) -> Path:
     """``model.onnx`` -> ``model.onnx.meta.json`` (distinct from the Keras model's ``model.meta.json``)."""
     path = Path(path)
     return path.with_name(f"{path.name}.meta.json")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (a few ms for a model of a few MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _input_specs(model) -> list[tuple[str, tuple]]:
@@ -107,11 +126,41 @@ def _versions(fmt: str) -> dict[str, str]:
     return out
 
 
+def check_onnx_parity(model, onnx_path: Path, metadata: dict[str, Any], n: int = PARITY_FACES) -> float:
+    """Largest |ONNX - Keras| probability on ``n`` synthetic faces (uniform grey noise, smooth gradients and
+    constant images; features drawn around the model's own feature statistics). Raises ExportError above
+    PARITY_ATOL, naming the file."""
+    rng = np.random.default_rng(0)
+    size = int((metadata.get("input_size") or [48, 48])[0])
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    images = np.concatenate([
+        rng.integers(0, 256, (n - 4, size, size)).astype(np.float32),
+        np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp[::-1], ramp) / 2,
+                  np.zeros((size, size), np.float32), np.full((size, size), 255, np.float32)]),
+    ])[..., None]
+    dim = int(metadata.get("feature_dim") or 0)
+    features = None
+    if dim:
+        mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+        with contextlib.suppress(ValueError, AttributeError):  # no feature_norm layer: standard normal features
+            layer = model.get_layer("feature_norm")  # mean/variance: (1, dim) tensors, fitted or given
+            mean = np.broadcast_to(np.asarray(layer.mean, np.float32).reshape(-1), (dim,))
+            std = np.sqrt(np.broadcast_to(np.asarray(layer.variance, np.float32).reshape(-1), (dim,)))
+        features = (mean + std * rng.standard_normal((n, dim))).astype(np.float32)
+    expected = np.asarray(model(images if features is None else [images, features], training=False), np.float32)
+    got = run_exported(onnx_path, images, features)
+    error = float(np.abs(got - expected).max())
+    if not error <= PARITY_ATOL:
+        raise ExportError(f"{onnx_path}: ONNX output differs from Keras by {error:.2e} (> {PARITY_ATOL:g})")
+    return error
+
+
 def export_model(model_path: str | Path, fmt: str, export_path: str | Path | None = None) -> Path:
     """Export the ``.keras`` model at ``model_path`` to ``fmt`` (onnx | tflite); write the sidecar metadata.
 
-    Returns the exported file's path (default: beside the model, see ``default_export_path``).
-    Raises ExportError for an unknown format or a non-Keras model (the SVM baseline).
+    Returns the exported file's path (default: beside the model, see ``default_export_path``). ONNX exports are
+    checked against Keras first (``check_onnx_parity``). Nothing is replaced until both files are complete.
+    Raises ExportError for an unknown format, a non-Keras model (the SVM baseline) or a failed parity check.
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose from {list(EXPORT_FORMATS)}")
@@ -123,21 +172,41 @@ def export_model(model_path: str | Path, fmt: str, export_path: str | Path | Non
     model, metadata = load_model(model_path)
     path = Path(export_path) if export_path is not None else default_export_path(model_path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    (export_onnx if fmt == "onnx" else export_tflite)(model, path)
-    inputs = [{"name": name, "shape": [None if s is None else int(s) for s in shape], "dtype": "float32"}
-              for name, shape in _input_specs(model)]
-    sidecar = {
-        **metadata,
-        "export": {
-            "format": fmt,
-            "source_model": str(model_path),
-            "inputs": inputs,
-            "outputs": [{"name": OUTPUT_NAME, "shape": [None, len(metadata["class_names"])], "dtype": "float32"}],
-            "versions": _versions(fmt),
-        },
-    }
-    export_sidecar_path(path).write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    tmp_sidecar = export_sidecar_path(tmp)
+    try:
+        (export_onnx if fmt == "onnx" else export_tflite)(model, tmp)
+        parity = check_onnx_parity(model, tmp, metadata) if fmt == "onnx" else None
+        inputs = [{"name": name, "shape": [None if s is None else int(s) for s in shape], "dtype": "float32"}
+                  for name, shape in _input_specs(model)]
+        sidecar = {
+            **metadata,
+            "export": {
+                "format": fmt,
+                "source_model": model_path.name,
+                "source_sha256": file_sha256(model_path),
+                "inputs": inputs,
+                "outputs": [{"name": OUTPUT_NAME, "shape": [None, len(metadata["class_names"])], "dtype": "float32"}],
+                "versions": _versions(fmt),
+                **({"max_abs_diff_vs_keras": parity, "parity_faces": PARITY_FACES} if parity is not None else {}),
+            },
+        }
+        tmp_sidecar.write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+        os.replace(tmp_sidecar, export_sidecar_path(path))
+    finally:
+        for leftover in (tmp, tmp_sidecar):
+            leftover.unlink(missing_ok=True)
     return path
+
+
+def write_onnx_twin(keras_path: str | Path) -> Path:
+    """Export ``run/model.keras`` to its ONNX twin ``run/model.onnx`` (+ ``model.onnx.meta.json``), the file that
+    ``predict.py``, ``predict_from_video.py`` and folder evaluation run on ONNX Runtime instead of TensorFlow.
+
+    For the end of a training run. Returns the twin's path; raises ExportError (parity, converter) like export_model.
+    """
+    return export_model(keras_path, "onnx", default_export_path(keras_path, "onnx"))
 
 
 def run_exported(path: str | Path, images: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:

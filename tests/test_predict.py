@@ -132,12 +132,12 @@ def test_batch_matches_single_calls(predictor, astronaut_bgr):
     """Two faces side by side: one model call for all, same probabilities as each face's crop alone."""
     pair = np.concatenate([astronaut_bgr, cv2.flip(astronaut_bgr, 1)], axis=1)
     calls = []
-    original = predictor.classifier._call
-    predictor.classifier._call = lambda x: calls.append(len(x)) or original(x)
+    original = predictor.classifier.backend._call
+    predictor.classifier.backend._call = lambda x: calls.append(len(x)) or original(x)
     try:
         faces = predictor.predict(pair)
     finally:
-        predictor.classifier._call = original
+        predictor.classifier.backend._call = original
     assert len(faces) >= 2 and calls == [len(faces)]
     assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)
     for face in faces:
@@ -207,8 +207,8 @@ def test_landmark_features_reach_the_model(tmp_path, astronaut_bgr):
     path = save_tiny_model(tmp_path / "lm.keras", feature_set="landmarks", feature_dim=136)
     predictor = FacePredictor(path)
     seen = []
-    original = predictor.classifier._call
-    predictor.classifier._call = lambda x: seen.append(x) or original(x)
+    original = predictor.classifier.backend._call
+    predictor.classifier.backend._call = lambda x: seen.append(x) or original(x)
     faces = predictor.predict(astronaut_bgr)
     assert len(faces) == 1
     images, features = seen[0]
