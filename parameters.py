@@ -124,7 +124,7 @@ class VideoPredictor:
     emotions: tuple[str, ...] = EMOTIONS
     print_emotions: bool = False
     camera_source: int = 0
-    face_detector: str = "dlib"  # dlib | haar
+    face_detector: str = "dlib"  # one of inference.faces.DETECTORS (HOG: fast enough for every frame)
     show_confidence: bool = True
     time_to_wait_between_predictions: float = 0.5  # seconds
     smoothing: float = 0.6  # weight of the previous probabilities in the exponential moving average

@@ -1,7 +1,8 @@
 """Predict the facial expression of every face in photos.
 
-Faces are found (dlib HOG detector, or --detector haar), cropped as FER2013 frames them, and classified by a model
-saved by train.py; the features it was trained with are read from the model's metadata.
+Faces are found (dlib's HOG detector, then its CNN detector where HOG finds nothing: --detector), cropped as FER2013
+frames them (or aligned along their landmarks: --align), and classified by a model saved by train.py; the features
+it was trained with are read from the model's metadata. The face flags and their defaults are inference.faces'.
 
     python predict.py --image photo.jpg --model runs/A/model.keras
     python predict.py --image photos/ group.png --json > predictions.json
@@ -20,39 +21,19 @@ import json
 import sys
 from pathlib import Path
 
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
+
 EXIT_OK, EXIT_ERROR, EXIT_NO_FACE = 0, 1, 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
-    parser.add_argument(
-        "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
-    )
-    parser.add_argument("--detector", choices=("dlib", "haar"), default="dlib", help="face detector (default dlib)")
-    parser.add_argument(
-        "--assume-face",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="treat each whole image as one face (no detection)",
-    )
-    parser.add_argument(
-        "--detect-size",
-        type=int,
-        default=1024,
-        metavar="PX",
-        help="detect on a copy at most this many pixels on its longer side, full size if none found (0: full)",
-    )
-    parser.add_argument("--upsample", type=int, default=0, help="dlib upsampling steps, for faces under ~80 px")
+    add_face_arguments(parser, FacePipeline.for_photos())
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
-    args = parser.parse_args(argv)
-    if args.detect_size < 0:
-        parser.error(f"--detect-size {args.detect_size} must be >= 0")
-    if args.upsample < 0:
-        parser.error(f"--upsample {args.upsample} must be >= 0")
-    return args
+    return parser.parse_args(argv)
 
 
 def _destination(target: Path, image: Path, n_images: int, suffix: str) -> Path:
@@ -72,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no image files in {' '.join(args.image)}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        predictor = FacePredictor(
-            args.model,
-            detector=args.detector,
-            assume_face=args.assume_face,
-            detect_size=args.detect_size,
-            upsample=args.upsample,
-        )
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args))
     except (PredictorError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from parameters import VideoPredictor
 
 
@@ -26,20 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--source", default=str(defaults.camera_source), help="camera index (0, 1, ...) or video file (default 0)"
     )
-    parser.add_argument(
-        "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
-    )
-    parser.add_argument("--detector", choices=("dlib", "haar"), default=defaults.face_detector)
-    parser.add_argument(
-        "--assume-face", action=argparse.BooleanOptionalAction, default=False, help="whole frame is one face"
-    )
-    parser.add_argument(
-        "--detect-size",
-        type=int,
-        default=320,
-        metavar="PX",
-        help="detect on a copy at most this many pixels on its longer side (0: full resolution; default 320)",
-    )
+    add_face_arguments(parser, FacePipeline.for_video())
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=True, help="show a window")
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
     parser.add_argument(
@@ -69,8 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--smooth {args.smooth} must lie in [0, 1)")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error(f"--max-frames {args.max_frames} must be >= 1")
-    if args.detect_size < 0:
-        parser.error(f"--detect-size {args.detect_size} must be >= 0")
     if not args.display and args.output is None:
         print("note: --no-display without --output: predictions are computed but nothing is shown or saved")
     return args
@@ -90,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.display:
             check_display()
         open_source(args.source).release()
-        predictor = FacePredictor(
-            args.model, detector=args.detector, assume_face=args.assume_face, detect_size=args.detect_size
-        )
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args))
         stats = run_video(
             predictor,
             args.source,

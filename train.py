@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from parameters import FEATURE_SETS, INITIALIZERS, OPTIMIZERS, Config, Hyperparams, load_params_file
 
 _CHOICES = {
@@ -112,10 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="saved model for --evaluate-only / --export (RUN_DIR/model.keras)")
     parser.add_argument("--images-dir", type=Path,
                         help="with --evaluate-only: a folder of labelled photos, one subfolder per class")
-    parser.add_argument("--detector", choices=["dlib", "haar"], default="dlib",
-                        help="face detector for --images-dir (default dlib)")
-    parser.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=False,
-                        help="with --images-dir: each image is already a face crop (no detection)")
+    add_face_arguments(parser, FacePipeline.for_photos(), model=False)  # for --images-dir: predict.py's pipeline
     parser.add_argument("--soup", type=Path, nargs="+", metavar="MODEL",
                         help="greedy model soup of these saved models (same architecture, feature set, classes): "
                         "average their weights, keeping each model only if PublicTest accuracy does not drop; "
@@ -193,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.evaluate_only and args.images_dir is not None:
             from inference.folder_eval import evaluate_folder_run
 
-            metrics = evaluate_folder_run(args.model_path, args.images_dir, args.out, detector=args.detector,
-                                          assume_face=args.assume_face, verbose=args.verbose)
+            metrics = evaluate_folder_run(args.model_path, args.images_dir, args.out,
+                                          pipeline=pipeline_from_args(args), verbose=args.verbose)
             out = args.out or args.model_path.parent
             print(f"accuracy {metrics['accuracy']:.4f} on {metrics['n_images']} images "
                   f"({metrics['n_no_face']} without a face); metrics: {out / 'folder_metrics.json'}")

@@ -187,8 +187,11 @@ class FacePipeline:
 
     @classmethod
     def for_video(cls, **overrides: Any) -> FacePipeline:
-        """predict_from_video.py: >= 60 fps end to end on a 596x336 video, so HOG on a small copy only."""
-        return cls(**{"detector": "dlib", "detect_size": 320, **overrides})
+        """predict_from_video.py: >= 60 fps end to end on a 596x336 video, so HOG on a small copy only (the
+        detector named by ``parameters.VideoPredictor.face_detector``)."""
+        from parameters import VideoPredictor
+
+        return cls(**{"detector": VideoPredictor().face_detector, "detect_size": 320, **overrides})
 
     def stages(self) -> tuple[Stage, ...]:
         """The detector's stages with their sizes resolved (0: full image), duplicates removed."""
