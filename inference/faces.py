@@ -342,19 +342,27 @@ def anchor_points(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[48:68].mean(0)])
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def similarity_transform(src: np.ndarray, dst: np.ndarray, *, angle_from: tuple[int, int] | None = None) -> np.ndarray:
     """The 2x3 rotation + uniform scale + translation that maps points ``src`` (n, 2) onto ``dst`` (n, 2) with the
-    least squared error (Umeyama 1991, no reflection)."""
+    least squared error (no reflection). With ``angle_from=(i, j)`` the rotation is fixed so that the line from
+    point i to point j keeps the direction it has in ``dst`` (the eye line stays exactly horizontal); scale and
+    translation are then fitted to all points."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     a, b = src - src_mean, dst - dst_mean
-    # For 2-D similarities, the least-squares solution in closed form: [c -s; s c] with c, s from dot/cross sums.
     norm = (a**2).sum()
     if norm <= 0:
         raise ValueError("degenerate landmarks: all anchor points coincide")
-    c = (a * b).sum() / norm
-    s = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum() / norm
-    linear = np.array([[c, -s], [s, c]])
+    if angle_from is None:  # closed-form 2-D least squares: [c -s; s c] from dot and cross sums
+        c = (a * b).sum() / norm
+        s = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum() / norm
+        linear = np.array([[c, -s], [s, c]])
+    else:
+        i, j = angle_from
+        u, v = src[j] - src[i], dst[j] - dst[i]
+        angle = np.arctan2(v[1], v[0]) - np.arctan2(u[1], u[0])
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        linear = rotation * ((a @ rotation.T) * b).sum() / norm
     return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
 
 
@@ -364,7 +372,7 @@ def align_face(grey: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray
     A face much larger than ``size`` is first shrunk with area averaging (``warpAffine`` alone would alias);
     outside the image the border is replicated, as in ``crop_face``.
     """
-    matrix = similarity_transform(anchor_points(landmarks), FER2013_ANCHORS * (size / 48.0))
+    matrix = similarity_transform(anchor_points(landmarks), FER2013_ANCHORS * (size / 48.0), angle_from=(0, 1))
     linear, offset = matrix[:, :2], matrix[:, 2]
     inverse = np.linalg.inv(linear)
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
