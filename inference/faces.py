@@ -265,6 +265,8 @@ class FaceFinder:
 
     def crop(self, grey: np.ndarray, face: DetectedFace, size: int) -> np.ndarray:
         """(size, size) uint8 crop of one face as the model should see it."""
+        if face.detector == "image" and not self.pipeline.align:  # --assume-face: the image is the face, squashed
+            return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
         landmarks = self.landmarks(grey, face) if self.pipeline.align else None
         framing = CROP_FRAMING.get(face.detector, (1.0, 0.0))
         return preprocess_face(grey, face.box, size, framing=framing, landmarks=landmarks)
