@@ -183,7 +183,8 @@ def run_pipeline(files, pipeline: FacePipeline, models, detect_only: bool) -> tu
             continue
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])  # the largest face speaks for the photo
         start = time.perf_counter()
-        crops = {size: finder.crop(grey, largest, size)[None] for size in sizes}
+        landmarks = finder.landmarks(grey, largest) if pipeline.align else None  # once for every crop size
+        crops = {size: finder.crop(grey, largest, size, landmarks)[None] for size in sizes}
         frame_s += time.perf_counter() - start
         for row, (_, classifier) in zip(rows, models, strict=True):
             start = time.perf_counter()

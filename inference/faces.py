@@ -191,7 +191,7 @@ class FacePipeline:
     @classmethod
     def for_photos(cls, **overrides: Any) -> FacePipeline:
         """predict.py and folder evaluation: find every face a photo shows, speed second."""
-        return cls(**{"detector": "dlib+cnn", "detect_size": 1024, **overrides})
+        return cls(**{"detector": "dlib+cnn", "detect_size": 1024, "align": True, **overrides})
 
     @classmethod
     def for_video(cls, **overrides: Any) -> FacePipeline:
@@ -263,11 +263,15 @@ class FaceFinder:
         shape = self._landmarks(grey, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
-    def crop(self, grey: np.ndarray, face: DetectedFace, size: int) -> np.ndarray:
-        """(size, size) uint8 crop of one face as the model should see it."""
+    def crop(self, grey: np.ndarray, face: DetectedFace, size: int, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(size, size) uint8 crop of one face as the model should see it. With ``align``, ``landmarks`` (68, 2)
+        are those of ``face`` when already computed (several crop sizes of one face), else computed here."""
         if face.detector == "image" and not self.pipeline.align:  # --assume-face: the image is the face, squashed
             return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
-        landmarks = self.landmarks(grey, face) if self.pipeline.align else None
+        if self.pipeline.align and landmarks is None:
+            landmarks = self.landmarks(grey, face)
+        elif not self.pipeline.align:
+            landmarks = None
         framing = CROP_FRAMING.get(face.detector, (1.0, 0.0))
         return preprocess_face(grey, face.box, size, framing=framing, landmarks=landmarks)
 
@@ -478,18 +482,23 @@ def add_face_arguments(parser: argparse.ArgumentParser, defaults: FacePipeline, 
     group.add_argument("--upsample", type=_non_negative_int, default=defaults.upsample,
                        help="dlib HOG upsampling steps, for faces under ~80 px (~4x slower per step; default "
                             "%(default)s)")
-    group.add_argument("--align", action=argparse.BooleanOptionalAction, default=defaults.align,
+    group.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
                        help="crop each face upright along its landmarks, eyes and mouth where FER2013 has them "
-                            "(default %(default)s)")
+                            f"(default {'on' if defaults.align else 'off'}; off with --assume-face, whose images "
+                            "are taken as they are framed, unless --align is given)")
+    parser.set_defaults(face_pipeline_defaults=defaults)
 
 
 def pipeline_from_args(args: argparse.Namespace) -> FacePipeline:
     """The FacePipeline the face flags of ``add_face_arguments`` describe."""
+    align = args.align
+    if align is None:  # not given: the default, except for --assume-face images (already framed as FER2013)
+        align = getattr(args, "face_pipeline_defaults", FacePipeline()).align and not args.assume_face
     return FacePipeline(
         detector=args.detector,
         detect_size=args.detect_size,
         cnn_size=args.cnn_size,
         upsample=args.upsample,
-        align=args.align,
+        align=align,
         assume_face=args.assume_face,
     )

@@ -172,3 +172,12 @@ def test_bad_face_flags_are_usage_errors(argv, capsys):
         parser.parse_args(argv)
     assert exit_info.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_assume_face_images_are_taken_as_framed_unless_align_is_given():
+    parser = argparse.ArgumentParser()
+    add_face_arguments(parser, FacePipeline(align=True))
+    assert pipeline_from_args(parser.parse_args([])).align
+    assert not pipeline_from_args(parser.parse_args(["--assume-face"])).align
+    assert pipeline_from_args(parser.parse_args(["--assume-face", "--align"])).align
+    assert not pipeline_from_args(parser.parse_args(["--no-align"])).align
