@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--wild-dir", type=Path, default=SHARED / "data" / "wild")
     parser.add_argument("--sets", nargs="+", default=["sfew_frames", "lfw_web"])
     parser.add_argument("--detect-size", type=int, default=1024)
-    parser.add_argument("--cnn-size", type=int, nargs="+", default=[480])
+    parser.add_argument("--cnn-size", type=int, nargs="*", default=[480], help="CNN copy sizes (none: skip the CNN)")
     parser.add_argument("--cnn-every", type=int, default=8, help="time the CNN alone on every N-th image")
     parser.add_argument("--limit", type=int, default=None)
     return parser.parse_args(argv)

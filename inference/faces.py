@@ -11,7 +11,8 @@ grey (h, w) uint8 image
 
 Which detector when (``DETECTOR_HELP``): ``dlib`` (HOG) is fast (~3 ms at 320 px) and right for video of a face
 that looks at the camera; ``dlib+cnn`` (the photo default) adds dlib's CNN detector on the images where HOG finds
-nothing (turned, dark, blurred faces): about as fast as HOG when HOG succeeds, ~0.3-0.5 s when it does not.
+nothing (turned, dark, blurred faces): as fast as HOG when HOG succeeds, far slower (the CNN: ~1.8 s on a full
+720x576 frame on 2 cores, about 0.44x that on the default 480 px copy) when it does not.
 
 The defaults of both uses live in one place, ``FacePipeline.for_photos()`` and ``FacePipeline.for_video()``, and
 ``add_face_arguments`` defines the face flags once for predict.py, predict_from_video.py and folder evaluation.
@@ -113,8 +114,7 @@ def cnn_model_path() -> Path:
 
 class CnnDetector:
     """dlib's CNN (MMOD) face detector: finds turned, dark and blurred faces HOG misses; ~1.8 s on a full 720x576
-    frame on 2 cores, so the pipeline runs it on a downscaled copy. Its smallest face is ~40 px with
-    ``upsample=0``."""
+    frame on 2 cores, so the pipeline runs it on a downscaled copy (``FacePipeline.cnn_size``)."""
 
     name = "cnn"
 
@@ -148,11 +148,12 @@ DETECTOR_STAGES: dict[str, tuple[Stage, ...]] = {
 }
 DETECTORS = tuple(DETECTOR_STAGES)
 DETECTOR_HELP = (
-    "dlib: HOG, fast (~3 ms at 320 px), frontal faces; the video default. "
+    "dlib: HOG, fast (a few ms at 320 px), frontal faces; the video default. "
     "haar: OpenCV's cascade, as fast, more false faces. "
-    "cnn: dlib's CNN on a --cnn-size copy, finds turned/dark/blurred faces, ~0.3-0.5 s per image. "
+    "cnn: dlib's CNN on a --cnn-size copy: finds turned, dark and blurred faces, but ~100x slower than HOG. "
     "dlib+haar: HOG, then Haar where HOG finds nothing. "
-    "dlib+cnn: HOG, then the CNN where HOG finds nothing; the photo default (best share of faces found)"
+    "dlib+cnn: HOG, then the CNN only where HOG finds nothing: the photo default (most faces found; as fast as "
+    "HOG on the photos where HOG succeeds)"
 )
 
 
@@ -176,7 +177,7 @@ class FacePipeline:
 
     detector: str = "dlib"  # one of DETECTORS
     detect_size: int = 320  # HOG/Haar run on a copy at most this many px on its longer side (0: full image)
-    cnn_size: int = 480  # the CNN detector's copy (its cost grows with the pixel count: ~0.3 s at 480 px)
+    cnn_size: int = 480  # the CNN detector's copy (its cost grows with the pixel count)
     upsample: int = 0  # dlib HOG upsampling steps (finds faces under ~80 px at ~4x the cost per step)
     align: bool = False  # crop along the landmarks (upright, FER2013's eye/mouth positions) instead of the box
     assume_face: bool = False  # the whole image is one face: no detection
