@@ -5,7 +5,7 @@
     # one split, with flip test-time augmentation, files written elsewhere
     python evaluate.py --model runs/b/model.keras --data out/fer2013 --split PrivateTest --tta --out reports/b
     # photos: DIR/<class>/*.jpg (happy/, Sad/, anger/ ...) through predict.py's face pipeline
-    python evaluate.py --model runs/b/model.keras --images-dir photos/ --detector haar --out reports/photos
+    python evaluate.py --model runs/b/model.keras --images-dir photos/ --detector dlib --no-align --out reports/photos
     # photos that are already face crops
     python evaluate.py --model models/pretrained/fer_model.keras --images-dir crops/ --assume-face
 
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
-from parameters import DETECTORS
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 
 SPLITS = ("PrivateTest", "PublicTest")
 
@@ -42,18 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "reporting, never for choosing)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="with --data: average each face's probabilities with its mirror image's")
-    faces = parser.add_argument_group("face pipeline (with --images-dir)")
-    faces.add_argument("--detector", choices=DETECTORS, default="dlib", help="face detector (default dlib)")
-    faces.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=False,
-                       help="each image is already a face crop (no detection)")
+    add_face_arguments(parser, FacePipeline.for_photos(), model=False)  # with --images-dir: predict.py's pipeline
     parser.add_argument("--out", type=Path, help="folder for metrics and confusion matrices (default: the model's)")
     parser.add_argument("--verbose", type=int, choices=[0, 1], default=1,
                         help="0: only the summary line; 1: reports and a progress bar (default)")
     args = parser.parse_args(argv)
     if args.images_dir is not None and (args.split or args.tta):
         parser.error("--split and --tta go with --data, not --images-dir")
-    if args.data is not None and (args.detector != "dlib" or args.assume_face):
-        parser.error("--detector and --assume-face go with --images-dir, not --data (its faces are cropped)")
+    if args.data is not None and pipeline_from_args(args) != FacePipeline.for_photos():
+        parser.error("the face pipeline flags (--detector, --assume-face, --align ...) go with --images-dir, not "
+                     "--data (its faces are cropped)")
     return args
 
 
@@ -62,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.images_dir is not None:
         from inference.folder_eval import evaluate_folder_run
 
-        metrics = evaluate_folder_run(args.model, args.images_dir, out, detector=args.detector,
-                                      assume_face=args.assume_face, verbose=args.verbose)
+        metrics = evaluate_folder_run(args.model, args.images_dir, out, pipeline=pipeline_from_args(args),
+                                      verbose=args.verbose)
         print(f"accuracy {metrics['accuracy']:.4f} on {metrics['n_images']} images "
               f"({metrics['n_no_face']} without a face); metrics: {out / 'folder_metrics.json'}")
         return EXIT_OK

@@ -41,7 +41,7 @@ SCHEDULES: tuple[str, ...] = ("exponential", "cosine", "onecycle")
 # Weight initialisers of Models A/B: Keras' default (Glorot uniform) or the 2016 code's tflearn defaults.
 INITIALIZERS: tuple[str, ...] = ("keras", "tflearn")
 SVM_KERNELS: tuple[str, ...] = ("rbf", "linear", "poly", "sigmoid")
-DETECTORS: tuple[str, ...] = ("dlib", "haar")  # face detectors of the inference pipeline
+DETECTORS: tuple[str, ...] = ("dlib", "haar", "cnn", "dlib+haar", "dlib+cnn")  # inference.faces.DETECTOR_STAGES
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
 
 # The feature-set table. A feature set is pixels only, or pixels joined with a feature vector made of these parts,

@@ -1,7 +1,8 @@
 """Predict the facial expression of every face in photos.
 
-Faces are found (dlib HOG detector, or --detector haar), cropped as FER2013 frames them, and classified by a model
-saved by train.py; the features it was trained with are read from the model's metadata.
+Faces are found (dlib's HOG detector, then its CNN detector where HOG finds nothing: --detector), cropped as FER2013
+frames them (or aligned along their landmarks: --align), and classified by a model saved by train.py; the features
+it was trained with are read from the model's metadata. The face flags and their defaults are inference.faces'.
 
     python predict.py --image photo.jpg --model runs/A/model.keras
     python predict.py --image photos/ group.png --json > predictions.json
@@ -32,39 +33,21 @@ from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, UserError
 from inference.backends import BACKENDS
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from inference.image_limits import DEFAULT_MAX_PIXELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
-    parser.add_argument(
-        "--model",
-        type=Path,
-        help="model saved by train.py (.keras; its .onnx twin is used when present), an .onnx export, or a peer "
-        ".hdf5; default: the bundled model",
-    )
-    parser.add_argument("--detector", choices=("dlib", "haar"), default="dlib", help="face detector (default dlib)")
+    add_face_arguments(parser, FacePipeline.for_photos())
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="classifier runtime: auto = the model's ONNX twin when present, else Keras; onnx or keras insist",
+        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
+        "keras insist",
     )
-    parser.add_argument(
-        "--assume-face",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="treat each whole image as one face (no detection)",
-    )
-    parser.add_argument(
-        "--detect-size",
-        type=int,
-        default=1024,
-        metavar="PX",
-        help="detect on a copy at most this many pixels on its longer side, full size if none found (0: full)",
-    )
-    parser.add_argument("--upsample", type=int, default=0, help="dlib upsampling steps, for faces under ~80 px")
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
@@ -91,10 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.max_pixels > 0:
         parser.error(f"--max-pixels {args.max_pixels} must be > 0")
-    if args.detect_size < 0:
-        parser.error(f"--detect-size {args.detect_size} must be >= 0")
-    if args.upsample < 0:
-        parser.error(f"--upsample {args.upsample} must be >= 0")
     return args
 
 
@@ -108,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from inference.outputs import atomic_path, plan_outputs
     from inference.csv_table import face_rows, unreadable_row, write_csv
+    from inference.outputs import atomic_path, plan_outputs
     from inference.predictor import iter_image_files
 
     files = iter_image_files(args.image)
@@ -149,14 +128,7 @@ def _run(args: argparse.Namespace) -> int:
 
     max_pixels = int(args.max_pixels * 1e6)
     try:
-        predictor = FacePredictor(
-            args.model,
-            detector=args.detector,
-            assume_face=args.assume_face,
-            detect_size=args.detect_size,
-            upsample=args.upsample,
-            backend=args.backend,
-        )
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
     except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from inference.backends import BACKENDS
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from parameters import VideoPredictor
 
 
@@ -36,25 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--source", default=str(defaults.camera_source), help="camera index (0, 1, ...) or video file (default 0)"
     )
-    parser.add_argument(
-        "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
-    )
-    parser.add_argument("--detector", choices=("dlib", "haar"), default=defaults.face_detector)
+    add_face_arguments(parser, FacePipeline.for_video())
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras",
-    )
-    parser.add_argument(
-        "--assume-face", action=argparse.BooleanOptionalAction, default=False, help="whole frame is one face"
-    )
-    parser.add_argument(
-        "--detect-size",
-        type=int,
-        default=320,
-        metavar="PX",
-        help="detect on a copy at most this many pixels on its longer side (0: full resolution; default 320)",
+        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
+        "keras insist",
     )
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=True, help="show a window")
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
@@ -100,8 +89,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--smooth {args.smooth} must lie in [0, 1)")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error(f"--max-frames {args.max_frames} must be >= 1")
-    if args.detect_size < 0:
-        parser.error(f"--detect-size {args.detect_size} must be >= 0")
     if args.records is not None and args.records.suffix.lower() not in (".jsonl", ".csv"):
         parser.error(f"--records {args.records}: name a .jsonl or .csv file")
     if not args.display and args.output is None and args.records is None:
@@ -139,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_tensorflow(args.verbose)
         from inference.predictor import FacePredictor
 
-        predictor = FacePredictor(
-            args.model,
-            detector=args.detector,
-            assume_face=args.assume_face,
-            detect_size=args.detect_size,
-            backend=args.backend,
-        )
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
         records = RecordsWriter(args.records, predictor.class_names, overwrite=args.overwrite) if args.records else None
         with records or nullcontext():
             stats = run_video(

@@ -14,6 +14,7 @@ Writes to ``out_dir``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from errors import UserError
+from inference.faces import FacePipeline
 from inference.predictor import IMAGE_SUFFIXES, FacePredictor, ImageReadError, load_image
 
 NO_FACE = "no face"
@@ -161,6 +163,7 @@ def evaluate_folder(
         "column_names": [*class_names, NO_FACE],
         "detector": None if predictor.assume_face else predictor.detector_name,
         "assume_face": predictor.assume_face,
+        "pipeline": dataclasses.asdict(predictor.pipeline),
     }
     return metrics, results
 
@@ -190,17 +193,17 @@ def evaluate_folder_run(
     images_dir: str | Path,
     out_dir: str | Path | None = None,
     *,
-    detector: str = "dlib",
-    assume_face: bool = False,
+    pipeline: FacePipeline | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
-    """Load ``model_path`` into a FacePredictor, evaluate ``images_dir``, write the files listed in the module
-    docstring to ``out_dir`` (default: the model's folder) and return the metrics."""
+    """Load ``model_path`` into a FacePredictor with ``pipeline`` (default ``FacePipeline.for_photos()``, as
+    predict.py), evaluate ``images_dir``, write the files listed in the module docstring to ``out_dir`` (default:
+    the model's folder) and return the metrics."""
     from inference.evaluation import plot_confusion_matrix
 
     model_path = Path(model_path)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent
-    predictor = FacePredictor(model_path, detector=detector, assume_face=assume_face)
+    predictor = FacePredictor(model_path, pipeline=pipeline or FacePipeline.for_photos())
     match_folders(images_dir, predictor.class_names)  # fail on bad folder names before any prediction
     metrics, _ = evaluate_folder(predictor, images_dir, progress=verbose == 1)
     metrics["model_path"] = str(model_path)

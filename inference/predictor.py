@@ -20,7 +20,7 @@ Arrays follow OpenCV's conventions: colour images are BGR(A), boxes are ``(x, y,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,26 +30,26 @@ import numpy as np
 
 from errors import UserError
 from inference.backends import BACKENDS, KerasBackend, compiled_call, open_backend
+
+# Detection, cropping and alignment live in inference.faces; the names are re-exported for older imports.
+from inference.faces import (  # noqa: F401
+    CROP_FRAMING,
+    DETECTORS,
+    Box,
+    DetectedFace,
+    FaceFinder,
+    FacePipeline,
+    clip_box,
+    crop_face,
+    make_detector,
+)
 from inference.image_limits import DEFAULT_MAX_PIXELS, check_decoded_pixels, check_image_pixels
-
-# the detectors are defined once, with the other choice lists
-from parameters import DETECTORS
-
-Box = tuple[int, int, int, int]  # x, y, w, h
 
 # A trained model placed here (issue 5) becomes the default for --model in both scripts.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "fer_model.keras"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2")
 PEER_SUFFIXES = (".h5", ".hdf5")  # Keras 2 full models (../shared/peers): no metadata, FER2013's 7 classes
 FER2013_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
-
-# Where a detector's box sits inside a FER2013 image, measured by running each detector on 1,500 FER2013 training
-# images upscaled 4x (median over the ~1,200 with exactly one detection): the image is `scale` times the box's
-# width, and its centre lies `shift` box heights above the box's centre (dlib's box stops at the eyebrows, so
-# FER2013 shows more forehead than chin). OpenCV's Haar box is almost the FER2013 frame itself (the dataset was
-# cropped with a similar detector).
-CROP_FRAMING: dict[str, tuple[float, float]] = {"dlib": (1.06, 0.052), "haar": (1.02, 0.0)}
-
 
 class PredictorError(UserError):
     """A problem the user can fix (bad file, missing model, bad source); the message says what and where."""
@@ -169,87 +169,6 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image.copy()
 
 
-# ------------------------------------------------------------------------------------------------ detection
-
-
-class DlibDetector:
-    """dlib's frontal HOG face detector. ``upsample`` > 0 finds smaller faces (each step ~4x slower)."""
-
-    name = "dlib"
-
-    def __init__(self, upsample: int = 0):
-        from inference.dlib_detector import frontal_face_detector
-
-        self.upsample = upsample
-        self._detector = frontal_face_detector()  # dlib's detector from a file: 2 ms instead of 0.5-3 s
-
-    def __call__(self, grey: np.ndarray) -> list[Box]:
-        rects = self._detector(grey, self.upsample)
-        return [(r.left(), r.top(), r.width(), r.height()) for r in rects]
-
-
-class HaarDetector:
-    """OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``)."""
-
-    name = "haar"
-
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
-            raise PredictorError(f"cannot load OpenCV's Haar cascade {path}")
-        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
-
-    def __call__(self, grey: np.ndarray) -> list[Box]:
-        found = self._cascade.detectMultiScale(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size,) * 2
-        )
-        return [tuple(int(v) for v in box) for box in found]
-
-
-def make_detector(name: str, upsample: int = 0) -> Callable[[np.ndarray], list[Box]]:
-    """``"dlib"`` or ``"haar"`` -> a callable (h, w) uint8 grey -> list of (x, y, w, h) boxes."""
-    if name == "dlib":
-        return DlibDetector(upsample=upsample)
-    if name == "haar":
-        return HaarDetector()
-    raise ValueError(f"unknown detector {name!r}; choose from {list(DETECTORS)}")
-
-
-def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
-    """Intersect a box with the image; None when nothing is left."""
-    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
-    x1, y1 = min(width, int(round(box[0] + box[2]))), min(height, int(round(box[1] + box[3])))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return (x0, y0, x1 - x0, y1 - y0)
-
-
-def crop_face(
-    grey: np.ndarray, box: Sequence[float], size: int, framing: tuple[float, float] = (1.0, 0.0)
-) -> np.ndarray:
-    """Square crop around ``box`` framed as FER2013 (see CROP_FRAMING), resized to (size, size) uint8.
-
-    Parts of the square outside the image are filled by replicating the border, as a face at the frame's edge
-    would otherwise be stretched.
-    """
-    scale, shift = framing
-    x, y, w, h = (float(v) for v in box)
-    side = max(1.0, scale * max(w, h))
-    cx, cy = x + w / 2, y + h / 2 - shift * h
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
-    height, width = grey.shape
-    pad = (max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width))
-    patch = grey[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
-    if patch.size == 0:
-        patch = np.zeros((1, 1), np.uint8)
-    elif any(pad):
-        patch = cv2.copyMakeBorder(patch, *pad, borderType=cv2.BORDER_REPLICATE)
-    interpolation = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(patch, (size, size), interpolation=interpolation)
-
-
 # ------------------------------------------------------------------------------------------------ classifiers
 
 
@@ -363,16 +282,15 @@ def load_classifier(model_path: str | Path | None = None, backend: str = "auto")
 
 
 class FacePredictor:
-    """Detect faces, crop them as FER2013, classify all faces of an image in one model call.
+    """Detect faces, frame (or align) them as FER2013, classify all faces of an image in one model call.
 
     Args:
         model_path: a ``.keras`` model saved by ``models.io.save_model`` (or a peer ``.h5``/``.hdf5``);
             None means the bundled ``models/pretrained/fer_model.keras`` (ModelNotFoundError if absent).
-        detector: ``"dlib"`` (HOG, default) or ``"haar"`` (OpenCV cascade).
-        assume_face: treat the whole image as one face (for inputs that are already face crops, e.g. 48x48).
-        detect_size: detect on a copy whose longer side is at most this many pixels (0: full resolution);
-            when the copy shows no face, the full image is searched too.
-        upsample: dlib's upsampling steps (finds faces below ~80 px at ~4x the cost per step).
+        detector, assume_face, detect_size, upsample, align: the fields of ``inference.faces.FacePipeline``
+            (ignored when ``pipeline`` is given); the defaults are FacePipeline's.
+        pipeline: how faces are found and framed (``FacePipeline.for_photos()``, ``.for_video()``, or from the
+            command line with ``inference.faces.pipeline_from_args``).
         classifier: use this FaceClassifier instead of loading ``model_path`` (see ``from_model``).
         backend: ``auto`` (the ONNX twin when present, else Keras), ``onnx`` or ``keras`` (``inference.backends``).
 
@@ -387,22 +305,21 @@ class FacePredictor:
         *,
         detect_size: int = 320,
         upsample: int = 0,
+        align: bool = False,
+        pipeline: FacePipeline | None = None,
         classifier: FaceClassifier | None = None,
         backend: str = "auto",
     ):
-        if detector not in DETECTORS:
-            raise ValueError(f"unknown detector {detector!r}; choose from {list(DETECTORS)}")
-        if detect_size < 0:
-            raise ValueError(f"detect_size {detect_size} must be >= 0 (0: full resolution)")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+        if pipeline is None:
+            pipeline = FacePipeline(
+                detector=detector, assume_face=assume_face, detect_size=detect_size, upsample=upsample, align=align
+            )
+        self.faces = FaceFinder(pipeline)
         self.classifier = classifier if classifier is not None else load_classifier(model_path, backend)
         name = getattr(self.classifier, "metadata", {}).get("model_name", "in-memory")
         self.model_label = f"model {model_path}" if model_path is not None else f"the {name} model"
-        self.detector_name = detector
-        self.assume_face = assume_face
-        self.detect_size = detect_size
-        self._detector = None if assume_face else make_detector(detector, upsample=upsample)
         self.timings = {"detect": 0.0, "crop": 0.0, "classify": 0.0}
         self.calls = 0
 
@@ -410,6 +327,18 @@ class FacePredictor:
     def from_model(cls, model, metadata: dict[str, Any], **kwargs: Any) -> FacePredictor:
         """A predictor around an in-memory keras model and its metadata (tests, benchmarks)."""
         return cls(classifier=FerModelClassifier(model, metadata), **kwargs)
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        return self.faces.pipeline
+
+    @property
+    def detector_name(self) -> str:
+        return self.pipeline.detector
+
+    @property
+    def assume_face(self) -> bool:
+        return self.pipeline.assume_face
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -423,27 +352,14 @@ class FacePredictor:
 
     def detect(self, grey: np.ndarray) -> list[Box]:
         """Face boxes (x, y, w, h) in ``grey``'s pixels, clipped to the image, sorted left to right."""
-        height, width = grey.shape
-        boxes: list[Sequence[float]] = []
-        scale = 1.0
-        if self.detect_size and max(height, width) > self.detect_size:
-            scale = self.detect_size / max(height, width)
-            small = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-            boxes = [tuple(v / scale for v in box) for box in self._detector(small)]
-        if not boxes:  # no downscaling, or the small copy showed no face (small faces vanish when downscaled)
-            boxes = self._detector(grey)
-        clipped = [clip_box(box, width, height) for box in boxes]
-        return sorted((box for box in clipped if box is not None), key=lambda b: (b[0], b[1]))
+        return [face.box for face in self.faces.detect(grey)]
 
-    def crop_faces(self, grey: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """(n, s, s) uint8 crops framed as FER2013 images, s = the model's input side."""
+    def crop_faces(self, grey: np.ndarray, faces: Sequence[DetectedFace]) -> np.ndarray:
+        """(n, s, s) uint8 crops framed (or aligned) as FER2013 images, s = the model's input side."""
         size = self.classifier.input_size
-        if self.assume_face:
-            return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)[None]
-        framing = CROP_FRAMING[self.detector_name]
-        if not boxes:
+        if not faces:
             return np.zeros((0, size, size), np.uint8)
-        return np.stack([crop_face(grey, box, size, framing) for box in boxes])
+        return np.stack([self.faces.crop(grey, face, size) for face in faces])
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """(n, s, s) uint8 face crops -> (n, k) float32 probabilities, one model call."""
@@ -462,10 +378,9 @@ class FacePredictor:
         self.calls += 1
         start = time.perf_counter()
         grey = to_grey(image)
-        height, width = grey.shape
-        boxes = [(0, 0, width, height)] if self.assume_face else self.detect(grey)
+        detected_faces = self.faces.detect(grey)
         detected = time.perf_counter()
-        faces = self.crop_faces(grey, boxes)
+        faces = self.crop_faces(grey, detected_faces)
         cropped = time.perf_counter()
         probabilities = self.predict_faces(faces)
         done = time.perf_counter()
@@ -473,8 +388,8 @@ class FacePredictor:
         self.timings["crop"] += cropped - detected
         self.timings["classify"] += done - cropped
         return [
-            make_prediction(box, probs, self.class_names, face)
-            for box, probs, face in zip(boxes, probabilities, faces, strict=True)
+            make_prediction(found.box, probs, self.class_names, face)
+            for found, probs, face in zip(detected_faces, probabilities, faces, strict=True)
         ]
 
 

@@ -97,7 +97,11 @@ def test_cli_writes_metrics_and_confusion_matrix(model_path, photos, tmp_path, c
                        "--out", str(out), "--verbose", "0"])
     assert code == 0
     metrics = json.loads((out / "folder_metrics.json").read_text())
-    assert metrics["n_images"] == 3 and metrics["n_no_face"] == 1 and metrics["detector"] == "dlib"
+    from inference.faces import FacePipeline
+
+    photo_defaults = FacePipeline.for_photos()  # predict.py's pipeline, also for folder evaluation
+    assert metrics["n_images"] == 3 and metrics["n_no_face"] == 1 and metrics["detector"] == photo_defaults.detector
+    assert metrics["pipeline"]["detect_size"] == photo_defaults.detect_size
     # the two astronauts get the same prediction from the same pipeline, so exactly one of them can be right
     assert metrics["accuracy"] in (0.0, 1 / 3)
     saved = json.loads((out / "folder_confusion_matrix.json").read_text())

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from errors import UserError
 from parameters import Config, OptimizerSearchSpace
 from training.search_backends import (
     Objective,
@@ -55,8 +54,8 @@ from training.search_report import (
     write_best,
     write_csv,
 )
-from training.trials_io import check_mongo_reachable, load_trials  # restricted unpickler; re-exported
 from training.search_space import FIXED_KEY, SEARCHED, SearchError, build_space, trial_name
+from training.trials_io import check_mongo_reachable, load_trials  # restricted unpickler; re-exported
 
 __all__ = [  # the search's public names, importable from here as before the split
     "CSV_COLUMNS", "FIXED_KEY", "SEARCHED", "SearchError", "SearchResult", "best_row", "build_space", "copy_into",

@@ -1,0 +1,36 @@
+"""benchmarks/bench_wild.py's scoring and file selection, on tiny synthetic folders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_wild  # noqa: E402
+
+
+def test_no_face_counts_as_wrong_and_as_no_class():
+    labels = np.array([3, 3, 3, 6])
+    predicted = np.array([3, -1, 6, 6])
+    s = bench_wild.scores(labels, predicted)
+    assert s["accuracy"] == pytest.approx(0.5)
+    assert s["recall"] == {"Happy": pytest.approx(1 / 3), "Neutral": 1.0}
+    # Happy: precision 1, recall 1/3 -> F1 0.5; Neutral: precision 1/2, recall 1 -> F1 2/3; 5 absent classes 0
+    assert s["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 7)
+
+
+def test_wild_files_reads_class_folders_and_limits_evenly(tmp_path):
+    for name, n in (("happy", 6), ("Sad", 4)):
+        (tmp_path / name).mkdir()
+        for i in range(n):
+            cv2.imwrite(str(tmp_path / name / f"{i}.jpg"), np.zeros((8, 8), np.uint8))
+    (tmp_path / "happy" / "notes.txt").write_text("not an image")
+    files = bench_wild.wild_files(tmp_path, None)
+    assert sorted(label for _, label in files) == [3] * 6 + [4] * 4
+    limited = bench_wild.wild_files(tmp_path, 5)
+    assert len(limited) == 5 and {label for _, label in limited} == {3, 4}
