@@ -96,6 +96,9 @@ class Hyperparams:
     mixup_alpha: float = 0.0  # 0 disables mixup
     augment: bool = False  # random shifts/crops, horizontal flip, small rotation, random erasing
     random_erasing: float = 0.0  # probability of erasing one random rectangle (needs augment)
+    # probability of each real-photo degradation (box jitter, gamma/contrast, equalisation, blur, noise, JPEG;
+    # data.augment.random_photometric); raw pixels only; a --teacher sees the undegraded face
+    photometric: float = 0.0
     # Baseline `--model svm` (scikit-learn SVC on the feature vector, standardised).
     svm_kernel: str = "rbf"  # rbf | linear | poly | sigmoid
     svm_c: float = 1.0  # regularisation strength C

@@ -61,6 +61,9 @@ _HELP = {
     "(default 5.0, the 2016 code's: tflearn DNN's default clip_gradients; without it Model B on raw pixels collapses "
     "to one class)",
     "distill_weight": "with --teacher: target = (1 - w) * label + w * teacher probabilities (default 0.5)",
+    "photometric": "probability P of each real-photo degradation per training face: detector-box jitter, gamma, "
+    "contrast/brightness, histogram equalisation (P/4), blur or downscaling, noise, JPEG re-encoding; raw pixels "
+    "only; a --teacher sees the undegraded face (default 0: off)",
 }
 # Config fields that get a flag of their own, besides every Hyperparams field.
 _EXTRA_FIELDS = (
