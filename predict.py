@@ -7,6 +7,7 @@ saved by train.py; the features it was trained with are read from the model's me
     python predict.py --image photos/ group.png --json > predictions.json
     python predict.py --image photo.jpg --output annotated.png --plot bars.png
     python predict.py --image face48.png --assume-face          # the whole image is one face (48x48 crops)
+    python predict.py --image photos/ --min-confidence 0.5 --json  # below 0.5: 'uncertain' (probabilities kept)
 
 Prints one line per face: ``PATH  box=(x, y, w, h)  Emotion  confidence``. Exit code 0 when every image had a
 face, 2 when some image had none, 1 when some file could not be read or another error occurred (the other files
@@ -44,12 +45,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="detect on a copy at most this many pixels on its longer side, full size if none found (0: full)",
     )
     parser.add_argument("--upsample", type=int, default=0, help="dlib upsampling steps, for faces under ~80 px")
+    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="label a face 'uncertain' when its top probability is below P (0..1; the JSON keeps "
+                        "every probability; calibrate.py makes P mean what it says). Default 0: always a class")
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
     args = parser.parse_args(argv)
     if args.detect_size < 0:
         parser.error(f"--detect-size {args.detect_size} must be >= 0")
+    if not 0.0 <= args.min_confidence <= 1.0:
+        parser.error(f"--min-confidence {args.min_confidence} must be between 0 and 1")
     if args.upsample < 0:
         parser.error(f"--upsample {args.upsample} must be >= 0")
     return args
@@ -64,6 +70,7 @@ def _destination(target: Path, image: Path, n_images: int, suffix: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from inference.calibration import mark_uncertain
     from inference.drawing import draw_predictions, plot_probabilities
     from inference.predictor import FacePredictor, PredictorError, iter_image_files, load_image, to_bgr
 
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         try:
             image = load_image(path)
-            predictions = predictor.predict(image)
+            predictions = [mark_uncertain(p, args.min_confidence) for p in predictor.predict(image)]
         except (PredictorError, ValueError) as err:
             print(f"error: {err}" if str(path) in str(err) else f"error: {path}: {err}", file=sys.stderr)
             errors += 1

@@ -277,6 +277,9 @@ class FerModelClassifier:
             except (OSError, ValueError) as err:
                 raise PredictorError(f"the {self.feature_set!r} features need dlib's landmark model: {err}") from err
         self._call = _compiled_call(model)
+        from inference.calibration import model_temperature
+
+        self.temperature = model_temperature(metadata)  # fitted on PublicTest by calibrate.py; 1.0: uncalibrated
 
     def _features(self, faces: np.ndarray) -> np.ndarray | None:
         if self.feature_set == "raw":
@@ -295,7 +298,12 @@ class FerModelClassifier:
         images = faces.astype(np.float32)[..., None]
         features = self._features(faces)
         inputs = images if features is None else [images, features]
-        return np.asarray(self._call(inputs), dtype=np.float32)
+        probabilities = np.asarray(self._call(inputs), dtype=np.float32)
+        if self.temperature == 1.0:
+            return probabilities
+        from inference.calibration import apply_temperature
+
+        return apply_temperature(probabilities, self.temperature)
 
 
 class PeerClassifier:
