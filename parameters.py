@@ -272,6 +272,10 @@ class Hyperparams:
     random_erasing: float = option(
         0.0, "probability of erasing one random rectangle of a Training face (needs --augment)",
         at_least=0, at_most=1)
+    photometric: float = option(
+        0.0, "probability P of each real-photo degradation per Training face (data.augment.random_photometric): "
+        "detector-box jitter, gamma, contrast/brightness, histogram equalisation (P/4), blur or downscaling, noise, "
+        "JPEG re-encoding; raw pixels only; a --teacher sees the undegraded face (0: off)", at_least=0, at_most=1)
     # Baseline `--model svm` (scikit-learn SVC on the standardised feature vector).
     svm_kernel: str = option("rbf", "kernel of the SVM baseline's SVC", choices=SVM_KERNELS)
     svm_c: float = option(1.0, "regularisation strength C of the SVM baseline", above=0)

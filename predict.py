@@ -9,11 +9,12 @@ it was trained with are read from the model's metadata. The face flags and their
     python predict.py --image photo.jpg --output annotated.png --plot bars.png
     python predict.py --image face48.png --assume-face          # the whole image is one face (48x48 crops)
     python predict.py --image photos/ --csv faces.csv           # one row per face (and per faceless/unreadable file)
+    python predict.py --image photos/ --min-confidence 0.5 --json  # below 0.5: 'uncertain' (probabilities kept)
 
 The classifier runs on ONNX Runtime when the model's ONNX twin (``model.onnx`` + ``model.onnx.meta.json``) sits
 beside the ``.keras`` file, as it does for the bundled model: TensorFlow is not imported, so one photo costs about
 0.4 s of CPU and 150 MB instead of 5 s and 900 MB. A ``.keras`` model without a twin runs through TensorFlow (a
-note says how to make the twin: ``python train.py --export onnx --model-path MODEL.keras``); so do the peer
+note says how to make the twin: ``python export.py --model MODEL.keras --format onnx``); so do the peer
 ``.hdf5`` models. ``--model`` also takes an ``.onnx`` file directly.
 
 Prints one line per face: ``PATH  box=(x, y, w, h)  Emotion  confidence``. Exit codes (errors.py): 0 every image
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
         "keras insist",
     )
+    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="label a face 'uncertain' when its top probability is below P (0..1; the JSON keeps "
+                        "every probability; calibrate.py makes P mean what it says). Default 0: always a class")
     parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print a JSON list")
     parser.add_argument("--output", type=Path, help="annotated image (a folder when several images)")
     parser.add_argument("--plot", type=Path, help="probability bar chart per face (a folder when several images)")
@@ -72,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite", action=argparse.BooleanOptionalAction, default=False, help="replace an existing --csv file"
     )
     args = parser.parse_args(argv)
+    if not 0.0 <= args.min_confidence <= 1.0:
+        parser.error(f"--min-confidence {args.min_confidence} must be between 0 and 1")
     if not args.max_pixels > 0:
         parser.error(f"--max-pixels {args.max_pixels} must be > 0")
     return args
@@ -123,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
+    from inference.calibration import mark_uncertain
     from inference.drawing import draw_predictions, plot_probabilities
     from inference.predictor import FacePredictor, load_image, to_bgr
 
@@ -137,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     for path, annotated_path, plot_path in zip(files, annotated, plots, strict=True):
         try:
             image = load_image(path, max_pixels)
-            predictions = predictor.predict(image)
+            predictions = [mark_uncertain(p, args.min_confidence) for p in predictor.predict(image)]
         except (UserError, ValueError) as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             print(f"error: {message}", file=sys.stderr)

@@ -5,7 +5,8 @@ Evaluates, on PublicTest and PrivateTest of ``../shared/data/fer2013.csv.gz``:
     flip test-time augmentation (the mean of the face's and its mirror image's probabilities);
   * every ``.hdf5`` peer in ``../shared/peers`` (mini-Xception, big-Xception): 64x64 input, ``x/255``, ``(x-0.5)*2``.
 Prints a markdown table (accuracy on both splits, per-class recall on PrivateTest, images/s of the classifier at
-batch 256 on this machine) and writes it with ``--out``.
+batch 256 on this machine, and PrivateTest's expected calibration error before and after temperature scaling) and
+writes it with ``--out``.
 
     python benchmarks/bench_accuracy.py
     python benchmarks/bench_accuracy.py --model runs/fernet/model.keras --out docs/accuracy.md
@@ -59,8 +60,13 @@ def resized(faces: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
 
 
-def evaluate(name, classifier, splits, batch_size, tta=False) -> dict:
-    """Accuracy per split, PrivateTest recall per class, images/s (PrivateTest, without TTA time doubling)."""
+def evaluate(name, classifier, splits, batch_size, tta=False, temperature=None) -> dict:
+    """Accuracy per split, PrivateTest recall per class, images/s (PrivateTest, without TTA time doubling), and
+    PrivateTest's expected calibration error before and after temperature scaling: ``temperature`` (the model's
+    stored one) or, when None, one fitted here on PublicTest (``classifier`` must return uncalibrated probabilities).
+    """
+    from inference.calibration import apply_temperature, expected_calibration_error, fit_temperature
+
     size = getattr(classifier, "input_size", 48)
     names = list(classifier.class_names)
     row = {"name": name + (" + flip TTA" if tta else "")}
@@ -76,7 +82,14 @@ def evaluate(name, classifier, splits, batch_size, tta=False) -> dict:
         keep = np.isin(split.labels, to_fer)
         predicted = to_fer[probs.argmax(1)]
         row[split_name] = float((predicted[keep] == split.labels[keep]).mean())
+        model_labels = np.array([names.index(EMOTIONS[c]) for c in split.labels[keep]], dtype=np.int64)
+        if split_name == "PublicTest" and temperature is None:
+            temperature = fit_temperature(probs[keep], model_labels)
         if split_name == "PrivateTest":
+            row["temperature"] = temperature
+            row["ece"] = expected_calibration_error(probs[keep], model_labels)
+            row["ece_calibrated"] = expected_calibration_error(apply_temperature(probs[keep], temperature),
+                                                               model_labels)
             row["rate"] = rate
             row["recall"] = {EMOTIONS[c]: float((predicted[split.labels == c] == c).mean())
                              for c in to_fer if (split.labels == c).any()}
@@ -84,12 +97,14 @@ def evaluate(name, classifier, splits, batch_size, tta=False) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = "| model | PublicTest | PrivateTest | " + " | ".join(SHORT[e] for e in EMOTIONS) + " | images/s |"
+    head = ("| model | PublicTest | PrivateTest | " + " | ".join(SHORT[e] for e in EMOTIONS)
+            + " | images/s | ECE raw | T | ECE calibrated |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         recall = " | ".join(f"{100 * r['recall'][e]:.1f}" if e in r["recall"] else "–" for e in EMOTIONS)
         lines.append(f"| {r['name']} | {100 * r['PublicTest']:.1f} % | {100 * r['PrivateTest']:.1f} % | {recall} | "
-                     f"{r['rate']:,.0f} |")
+                     f"{r['rate']:,.0f} | {100 * r['ece']:.1f} % | {r['temperature']:.2f} | "
+                     f"{100 * r['ece_calibrated']:.1f} % |")
     return "\n".join(lines)
 
 
@@ -109,7 +124,7 @@ def main(argv=None) -> int:
         splits[name] = type(split)(split.images[:n], split.labels[:n], split.lines[:n])
     print(f"{args.csv}: PublicTest {len(splits['PublicTest'])}, PrivateTest {len(splits['PrivateTest'])} faces")
 
-    rows = []
+    rows, stored = [], None
     try:
         model_path = resolve_model_path(args.model)
     except Exception as err:  # no bundled model yet: still compare the peers
@@ -119,16 +134,21 @@ def main(argv=None) -> int:
         from models.io import load_model
 
         model, metadata = load_model(model_path)
-        ours = FerModelClassifier(model, metadata)
+        # uncalibrated probabilities; the ECE columns apply the stored temperature, or fit one on PublicTest
+        ours = FerModelClassifier(model, {k: v for k, v in metadata.items() if k != "calibration"})
+        stored = (metadata.get("calibration") or {}).get("temperature")
         label = f"ours: {metadata.get('model_name', '?')} ({model.count_params():,} params, {model_path.name})"
-        rows.append(evaluate(label, ours, splits, args.batch_size))
-        rows.append(evaluate(label, ours, splits, args.batch_size, tta=True))
+        rows.append(evaluate(label, ours, splits, args.batch_size, temperature=stored))
+        rows.append(evaluate(label, ours, splits, args.batch_size, tta=True, temperature=stored))
     peers = args.peers if args.peers is not None else sorted((SHARED / "peers").glob("*.hdf5"))
     for path in peers:
         peer = PeerClassifier(path)
         rows.append(evaluate(f"peer: {path.stem} ({peer.model.count_params():,} params)", peer, splits,
                              args.batch_size))
-    text = table(rows)
+    text = table(rows) + (
+        "\n\nECE: expected calibration error on PrivateTest (15 bins), before and after temperature scaling with T "
+        + ("stored in the model's metadata (calibrate.py)" if stored else
+           "fitted here on PublicTest") + " (peers: T fitted here on PublicTest).")
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -132,3 +132,84 @@ def mixup(
     partner = rng.permutation(len(labels))
     mixed = [None if a is None else (lam * a + (1 - lam) * a[partner]).astype(a.dtype) for a in arrays]
     return mixed, (lam * labels + (1 - lam) * labels[partner]).astype(labels.dtype)
+
+
+def random_box_jitter(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    probability: float,
+    *,
+    max_shift: float = 0.08,
+    scale_range: tuple[float, float] = (0.85, 1.2),
+) -> np.ndarray:
+    """Reframe each of ``(n, h, w)`` float32 images with ``probability`` as a face detector's box would: the crop
+    side is ``scale`` times the image's (``scale_range``; above 1 zooms out, the border reflected) and its centre moves
+    by up to ``max_shift`` of the side in x and y. FER2013's faces are framed alike; detector boxes on photos are not.
+    Returns a new array. Every image draws the same numbers whether it is reframed or not (deterministic batches)."""
+    import cv2
+
+    n, height, width = images.shape[:3]
+    chosen = rng.random(n) < probability
+    scales = rng.uniform(*scale_range, n)
+    shifts = rng.uniform(-max_shift, max_shift, (n, 2)) * np.array([width, height])
+    out = images.copy()
+    center = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    for i in np.flatnonzero(chosen):
+        # the map from output pixels to the crop: zoom by 1/scale about the centre, then shift
+        zoom = 1.0 / scales[i]
+        matrix = np.array([[zoom, 0.0, 0.0], [0.0, zoom, 0.0]])
+        matrix[:, 2] = center - zoom * (center + shifts[i])
+        out[i] = cv2.warpAffine(
+            images[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
+    return out
+
+
+def random_photometric(images: np.ndarray, rng: np.random.Generator, probability: float) -> np.ndarray:
+    """Degrade ``(n, h, w)`` float32 grey images (0..255) the way camera photos differ from FER2013's faces.
+
+    Each transform hits each image independently with ``probability``, in this order: detector-box jitter
+    (:func:`random_box_jitter`), gamma (0.5..2), contrast (x0.5..1.5 about the mean) and brightness (+-40 grey levels),
+    histogram equalisation (with probability / 4: the face as a contrast-normalising pipeline would give it), blur
+    (Gaussian sigma 0.5..1.5, or down to 12..32 pixels and back up: a small, far face), Gaussian sensor noise
+    (sigma 2..12) and JPEG re-encoding (quality 15..80). Returns a new float32 array clipped to 0..255. Every image
+    draws the same numbers whether it is transformed or not, so a batch depends only on ``rng``'s seed.
+    """
+    import cv2
+
+    n, height, width = images.shape[:3]
+    out = random_box_jitter(images, rng, probability)
+    hit = rng.random((n, 6)) < np.array([1, 1, 0.25, 1, 1, 1]) * probability
+    gammas = np.exp(rng.uniform(np.log(0.5), np.log(2.0), n))
+    contrasts = rng.uniform(0.5, 1.5, n)
+    brightness = rng.uniform(-40.0, 40.0, n)
+    down_up = rng.random(n) < 0.5
+    sigmas = rng.uniform(0.5, 1.5, n)
+    small_sides = rng.integers(12, 33, n)
+    noise_sigmas = rng.uniform(2.0, 12.0, n)
+    qualities = rng.integers(15, 81, n)
+    noise = rng.standard_normal((n, height, width), dtype=np.float32)
+    for i in np.flatnonzero(hit.any(axis=1)):
+        face = out[i]
+        if hit[i, 0]:
+            face = 255.0 * (np.clip(face, 0.0, 255.0) / 255.0) ** gammas[i]
+        if hit[i, 1]:
+            face = (face - face.mean()) * contrasts[i] + face.mean() + brightness[i]
+        if hit[i, 2]:
+            face = cv2.equalizeHist(np.clip(face, 0, 255).round().astype(np.uint8)).astype(np.float32)
+        if hit[i, 3]:
+            if down_up[i]:
+                side = int(small_sides[i])
+                small = cv2.resize(face.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+                face = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+            else:
+                face = cv2.GaussianBlur(face.astype(np.float32), (0, 0), float(sigmas[i]))
+        if hit[i, 4]:
+            face = face + noise_sigmas[i] * noise[i]
+        if hit[i, 5]:
+            encoded = cv2.imencode(
+                ".jpg", np.clip(face, 0, 255).round().astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(qualities[i])]
+            )[1]
+            face = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        out[i] = np.clip(face, 0.0, 255.0)
+    return out

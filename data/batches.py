@@ -47,7 +47,7 @@ def batch_generator(
     ``teacher`` (``(images, features) -> probabilities``, see training.teacher.make_teacher): the targets become
     ``(1 - distill_weight) * targets + distill_weight * teacher(batch)`` (knowledge distillation at temperature 1).
     """
-    from data.augment import mixup, random_affine, random_erasing
+    from data.augment import mixup, random_affine, random_erasing, random_photometric
 
     hp, tr = config.hyperparams, config.training
     n, batch_size = len(train.labels), tr.batch_size
@@ -71,10 +71,13 @@ def batch_generator(
                     images = random_erasing(images, rng, hp.random_erasing)
                 if features is not None:
                     features = augmented_features(feature_set, images, landmarks)
+            clean = images  # what a teacher sees: the face before the real-photo degradations
+            if hp.photometric > 0:
+                images = random_photometric(images, rng, hp.photometric)
             if hp.mixup_alpha > 0:
-                (images, features), targets = mixup([images, features], targets, rng, hp.mixup_alpha)
+                (images, features, clean), targets = mixup([images, features, clean], targets, rng, hp.mixup_alpha)
             if teacher is not None:
                 weight = config.training.distill_weight
-                targets = (1.0 - weight) * targets + weight * teacher(images, features)
+                targets = (1.0 - weight) * targets + weight * teacher(clean, features)
             inputs = model_inputs(images, features)
             yield (tuple(inputs) if isinstance(inputs, list) else inputs), targets  # tf.data wants tuples

@@ -34,7 +34,7 @@ from errors import UserError
 from models.export import OUTPUT_NAME, default_export_path, export_sidecar_path, file_sha256
 
 BACKENDS = ("auto", "onnx", "keras")
-EXPORT_COMMAND = "python train.py --export onnx --model-path {path}"
+EXPORT_COMMAND = "python export.py --model {path} --format onnx"
 
 log = logging.getLogger(__name__)
 

@@ -206,6 +206,9 @@ class FerModelClassifier:
                 self._extractor = LandmarkExtractor()
             except (OSError, ValueError) as err:
                 raise PredictorError(f"the {self.feature_set!r} features need dlib's landmark model: {err}") from err
+        from inference.calibration import model_temperature
+
+        self.temperature = model_temperature(metadata)  # fitted on PublicTest by calibrate.py; 1.0: uncalibrated
 
     def _features(self, faces: np.ndarray) -> np.ndarray | None:
         if self.feature_set == "raw":
@@ -221,7 +224,12 @@ class FerModelClassifier:
         return features.astype(np.float32, copy=False)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
-        return self.backend.predict(faces, self._features(faces))
+        probabilities = self.backend.predict(faces, self._features(faces))
+        if self.temperature == 1.0:
+            return probabilities
+        from inference.calibration import apply_temperature
+
+        return apply_temperature(probabilities, self.temperature)
 
 
 class PeerClassifier:

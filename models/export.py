@@ -3,7 +3,7 @@
     export_model("runs/b/model.keras", "onnx")     # -> runs/b/model.onnx + runs/b/model.onnx.meta.json
     write_onnx_twin("runs/b/model.keras")          # the same, beside the model: the twin predict.py runs on
 
-The bundled model's twin was made by ``python train.py --export onnx --model-path models/pretrained/fer_model.keras``.
+The bundled model's twin was made by ``python export.py --model models/pretrained/fer_model.keras --format onnx``.
 An ONNX export is checked against Keras on synthetic faces before it replaces anything (``PARITY_ATOL``), and both
 files are written under temporary names and renamed. The sidecar records the source file's SHA-256
 (``export.source_sha256``) so ``inference.backends`` can tell a twin from a stale one.

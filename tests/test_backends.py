@@ -32,7 +32,7 @@ PRIVATE_SAMPLE = 600  # PrivateTest faces in the test; the benchmark runs all 3,
 @pytest.fixture(scope="module")
 def bundled_pair() -> tuple[OnnxBackend, KerasBackend]:
     if not BUNDLED_TWIN.is_file():
-        pytest.fail(f"the bundled model's ONNX twin {BUNDLED_TWIN} is missing (python train.py --export onnx ...)")
+        pytest.fail(f"the bundled model's ONNX twin {BUNDLED_TWIN} is missing (python export.py --model models/pretrained/fer_model.keras --format onnx)")
     return open_backend(DEFAULT_MODEL_PATH), open_backend(DEFAULT_MODEL_PATH, "keras")
 
 
@@ -129,7 +129,7 @@ def test_keras_without_twin_falls_back_with_a_note_then_uses_the_twin(tmp_path, 
     assert predictor.backend_name == "keras"
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and "no ONNX twin model.onnx" in notes[0]
-    assert f"python train.py --export onnx --model-path {path}" in notes[0]
+    assert f"python export.py --model {path} --format onnx" in notes[0]
     expected = predictor.predict_faces(faces)
     with pytest.raises(BackendError, match="no ONNX twin"):
         FacePredictor(path, backend="onnx")

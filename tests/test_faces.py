@@ -139,28 +139,28 @@ def test_big_faces_are_shrunk_without_aliasing(astronaut_grey, landmark_finder):
 # ---------------------------------------------------------------------------------------------- flags
 
 
-def test_the_three_clis_share_the_face_flags():
+def test_the_clis_share_the_face_flags():
+    import evaluate
     import predict
     import predict_from_video
-    import train
 
     argv = ["--detector", "cnn", "--align", "--cnn-size", "300", "--detect-size", "640", "--upsample", "1"]
     expected = FacePipeline(detector="cnn", align=True, cnn_size=300, detect_size=640, upsample=1)
     assert pipeline_from_args(predict.parse_args(["--image", "x.jpg", *argv])) == expected
     assert pipeline_from_args(predict_from_video.parse_args(["--no-display", *argv])) == expected
-    train_args = train.parse_args(["--evaluate-only", "--model-path", "m.keras", "--images-dir", "d", *argv])
-    assert pipeline_from_args(train_args) == expected
+    evaluate_args = evaluate.parse_args(["--model", "m.keras", "--images-dir", "d", *argv])
+    assert pipeline_from_args(evaluate_args) == expected
 
 
 def test_photo_and_video_defaults_come_from_face_pipeline():
+    import evaluate
     import predict
     import predict_from_video
-    import train
 
     assert pipeline_from_args(predict.parse_args(["--image", "x.jpg"])) == FacePipeline.for_photos()
     assert pipeline_from_args(predict_from_video.parse_args(["--no-display"])) == FacePipeline.for_video()
-    train_args = train.parse_args(["--evaluate-only", "--model-path", "m.keras", "--images-dir", "d"])
-    assert pipeline_from_args(train_args) == FacePipeline.for_photos()
+    evaluate_args = evaluate.parse_args(["--model", "m.keras", "--images-dir", "d"])
+    assert pipeline_from_args(evaluate_args) == FacePipeline.for_photos()
     assert FacePipeline.for_video().detector == "dlib"  # the fast one: video keeps >= 60 fps
 
 

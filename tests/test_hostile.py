@@ -133,7 +133,9 @@ def test_joblib_payload_is_refused_everywhere_and_never_runs(tmp_path, capsys):
 
 
 def test_train_flags_never_unpickle_a_joblib(tmp_path, capsys, synthetic_csv):
+    import evaluate
     import train
+    from experiments import soup
 
     data = tmp_path / "data"
     assert convert_fer2013.main(["--csv", str(synthetic_csv), "--out", str(data), "--no-landmarks", "--no-hog",
@@ -142,16 +144,16 @@ def test_train_flags_never_unpickle_a_joblib(tmp_path, capsys, synthetic_csv):
     evil = tmp_path / "evil.joblib"
     evil.write_bytes(payload(marker))
     runs = [
-        ["--evaluate-only", "--model-path", str(evil), "--data", str(data)],
-        ["--soup", str(evil), str(evil), "--data", str(data), "--out", str(tmp_path / "soup")],
-        ["--data", str(data), "--model", "A", "--features", "raw", "--epochs", "1", "--init-from", str(evil),
-         "--out", str(tmp_path / "init")],
-        ["--data", str(data), "--model", "A", "--features", "raw", "--epochs", "1", "--teacher", str(evil),
-         "--out", str(tmp_path / "teach")],
+        (evaluate, ["--model", str(evil), "--data", str(data)]),
+        (soup, [str(evil), str(evil), "--data", str(data), "--out", str(tmp_path / "soup")]),
+        (train, ["--data", str(data), "--model", "A", "--features", "raw", "--epochs", "1", "--init-from", str(evil),
+                 "--out", str(tmp_path / "init")]),
+        (train, ["--data", str(data), "--model", "A", "--features", "raw", "--epochs", "1", "--teacher", str(evil),
+                 "--out", str(tmp_path / "teach")]),
     ]
-    for argv in runs:
+    for script, argv in runs:
         capsys.readouterr()
-        assert train.main([*argv, "--verbose", "0"]) != EXIT_OK, argv
+        assert script.main([*argv, "--verbose", "0"]) != EXIT_OK, argv
         err = capsys.readouterr().err
         assert "Traceback" not in err and "evil.joblib" in err and "refused" in err, (argv, err)
     assert not marker.exists()

@@ -42,6 +42,8 @@ def train(
     configurations, resume states, and for a run whose loss stops being finite.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if config.hyperparams.photometric > 0 and config.dataset.feature_set != "raw":  # landmarks/HOG would not follow
+        raise TrainingError(f"--photometric needs --features raw, not {config.dataset.feature_set}")
     config, data_meta, class_names, train_data, public = _prepare(config, data_dir)
     from models import is_keras_model
 
