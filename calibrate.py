@@ -3,7 +3,8 @@
 A face predicted "Happy 0.90" should be right about 90 % of the time. Temperature scaling (one scalar, fitted on
 PublicTest to minimise the negative log-likelihood; the argmax and so the accuracy are unchanged) gets close.
 The calibrated copy carries ``calibration`` in its metadata ({temperature, fitted_on, NLL and ECE before/after});
-predict.py, predict_from_video.py and evaluate.py apply it (the copy gets its ONNX twin). PrivateTest is never looked at here.
+predict.py, predict_from_video.py and evaluate.py apply it (the copy gets its ONNX twin). PrivateTest is never
+looked at here.
 
     python calibrate.py --model runs/fernet/model.keras --data fer2013_features --out runs/fernet/model_cal.keras
     python calibrate.py --model models/pretrained/fer_model.keras --data fer2013_features --out /tmp/fer_cal.keras

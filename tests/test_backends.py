@@ -32,7 +32,10 @@ PRIVATE_SAMPLE = 600  # PrivateTest faces in the test; the benchmark runs all 3,
 @pytest.fixture(scope="module")
 def bundled_pair() -> tuple[OnnxBackend, KerasBackend]:
     if not BUNDLED_TWIN.is_file():
-        pytest.fail(f"the bundled model's ONNX twin {BUNDLED_TWIN} is missing (python export.py --model models/pretrained/fer_model.keras --format onnx)")
+        pytest.fail(
+            f"the bundled model's ONNX twin {BUNDLED_TWIN} is missing "
+            "(python export.py --model models/pretrained/fer_model.keras --format onnx)"
+        )
     return open_backend(DEFAULT_MODEL_PATH), open_backend(DEFAULT_MODEL_PATH, "keras")
 
 
