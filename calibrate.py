@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
         return EXIT_ERROR
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
         cal = calibrate(args.model, args.data, args.out)
     except (UserError, ValueError, OSError) as err:  # TrainingError / ModelFileError are ValueErrors

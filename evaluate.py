@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.data is not None:  # Keras scores the splits (photos may run on the model's ONNX twin instead)
+        from tf_logging import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         with sigterm_as_interrupt():
             return run(args)

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tf_logging import quiet_tensorflow
+
+    quiet_tensorflow()  # the converters need TensorFlow: import it without its start-up noise
     try:
         with sigterm_as_interrupt():
             return run(args)

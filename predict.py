@@ -126,9 +126,12 @@ def _run(args: argparse.Namespace) -> int:
         except UserError as err:
             print(f"error: --model {err}", file=sys.stderr)
             return EXIT_ERROR
+    from inference.backends import needs_tensorflow
+    from inference.predictor import DEFAULT_MODEL_PATH
     from tf_logging import quiet_tensorflow
 
-    quiet_tensorflow(args.verbose)
+    if needs_tensorflow(args.model or DEFAULT_MODEL_PATH, args.backend):  # an ONNX twin needs no TensorFlow
+        quiet_tensorflow(args.verbose)
     from inference.calibration import mark_uncertain
     from inference.drawing import draw_predictions, plot_probabilities
     from inference.predictor import FacePredictor, load_image, to_bgr

@@ -121,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.records is not None:  # before the model loads: a refused name costs nothing
             inputs = [] if isinstance(source, int) else [Path(source)]
             check_records_path(args.records, overwrite=args.overwrite, inputs=inputs)
+        from inference.backends import needs_tensorflow
+        from inference.predictor import DEFAULT_MODEL_PATH
         from tf_logging import quiet_tensorflow
 
-        quiet_tensorflow(args.verbose)
+        if needs_tensorflow(args.model or DEFAULT_MODEL_PATH, args.backend):  # an ONNX twin needs no TensorFlow
+            quiet_tensorflow(args.verbose)
         from inference.predictor import FacePredictor
 
         predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)

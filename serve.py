@@ -24,9 +24,9 @@ import ipaddress
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_OK, UserError
+from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 
 LOOPBACK_NAMES = ("localhost",)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -41,17 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: all)"
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
-    parser.add_argument(
-        "--model", type=Path, help="model saved by train.py (.keras) or a peer .hdf5; default: the bundled model"
-    )
-    parser.add_argument("--detector", choices=("dlib", "haar"), default="dlib", help="face detector (default dlib)")
-    parser.add_argument(
-        "--detect-size",
-        type=int,
-        default=1024,
-        metavar="PX",
-        help="detect on a copy at most this many pixels on its longer side (0: full; default 1024, as predict.py)",
-    )
+    add_face_arguments(parser, FacePipeline.for_photos())  # uploads; webcam frames use the video pipeline
     parser.add_argument(
         "--cors",
         action="append",
@@ -95,8 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag in ("max_upload_mb", "max_pixels", "max_in_flight", "threads", "max_streams"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be > 0")
-    if args.detect_size < 0:
-        parser.error(f"--detect-size {args.detect_size} must be >= 0")
     for origin in args.cors:
         if origin != "*" and "://" not in origin:
             parser.error(f"--cors {origin!r}: give an origin such as https://example.org (scheme://host[:port])")
@@ -155,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         cors_origins=tuple(args.cors),
     )
     try:
-        predictor = FacePredictor(args.model, detector=args.detector, detect_size=args.detect_size)
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args))
+        stream_predictor = FacePredictor(classifier=predictor.classifier, pipeline=FacePipeline.for_video())
     except (PredictorError, ValueError) as err:
         sock.close()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
-    app = create_app(predictor, settings)
+    app = create_app(predictor, settings, stream_predictor)
     config = uvicorn.Config(
         app,
         log_level="info",

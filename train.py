@@ -22,8 +22,8 @@ Exit codes (errors.py): 0 ok, 1 bad data/config/resume or a diverged run, 2 bad 
 (Ctrl-C or SIGTERM; continue with --resume).
 
 A run directory holds config.json (written before the first step), model.keras (best on PublicTest, with its
-metadata), checkpoints/, history.csv, learning_curves.png, logs/ (TensorBoard) and, after --evaluate, metrics.json
-and confusion_matrix_*.png/json.
+metadata) and its ONNX twin model.onnx (+ .meta.json; --no-onnx-twin skips it), checkpoints/, history.csv,
+learning_curves.png, logs/ (TensorBoard) and, after --evaluate, metrics.json and confusion_matrix_*.png/json.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in --out with its saved configuration (flags given with it win)")
     parser.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
                         help="after training, evaluate the best model on PublicTest and PrivateTest")
+    parser.add_argument("--onnx-twin", action=argparse.BooleanOptionalAction, default=True,
+                        help="after training, export the best model's ONNX twin (model.onnx) beside it, so "
+                        "predict.py, predict_from_video.py and serve.py run it without TensorFlow (default: on)")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                         help="0 quiet, 1 progress bar (default), 2 one line per epoch")
     parser.add_argument("--tf-logs", action=argparse.BooleanOptionalAction, default=False,
@@ -91,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, args.data, args.out, resume=args.resume, verbose=args.verbose)
     print(f"best PublicTest accuracy {result.best_public_accuracy:.4f} at epoch {result.best_epoch}; "
           f"model: {result.model_path}")
+    if args.onnx_twin and result.model_path.suffix == ".keras" and result.model_path.is_file():
+        write_twin(result.model_path)
     if args.evaluate:
         if not result.model_path.is_file():
             raise TrainingError(f"{result.model_path} was not saved (--no-save-model): nothing to evaluate")
@@ -99,6 +104,19 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate_run(result.model_path, args.data, args.out, tta=config.training.tta, verbose=args.verbose)
         print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {args.out / 'metrics.json'})")
     return EXIT_OK
+
+
+def write_twin(model_path: Path) -> None:
+    """The ONNX twin of a finished run's model; a converter failure is a warning, the Keras model stands."""
+    from models.export import ExportError, write_onnx_twin
+
+    try:
+        twin = write_onnx_twin(model_path)
+    except ExportError as err:
+        print(f"train.py: warning: no ONNX twin ({err}); predict.py will run {model_path} through TensorFlow",
+              file=sys.stderr)
+        return
+    print(f"ONNX twin: {twin} (predict.py runs it on ONNX Runtime)")
 
 
 def main(argv: list[str] | None = None) -> int:

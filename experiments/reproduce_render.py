@@ -343,16 +343,21 @@ def render_all(results_csv: Path, out_dir: Path, command: str) -> None:
     render_curves(rows, out_dir / "learning_curves.png")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=_ROOT / "docs",
                         help="folder of results.csv; RESULTS.md and the charts are rewritten there (default docs/)")
     parser.add_argument("--command", default=None,
                         help="the reproduce command to name in RESULTS.md (default: the one it names now)")
     args = parser.parse_args(argv)
-    results_csv = args.out_dir / "results.csv"
-    if not results_csv.is_file():
+    if not (args.out_dir / "results.csv").is_file():
         parser.error(f"--out-dir {args.out_dir}: no results.csv there")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results_csv = args.out_dir / "results.csv"
     command = args.command or _current_command(args.out_dir / "RESULTS.md")
     render_all(results_csv, args.out_dir, command)
     print(f"wrote {args.out_dir / 'RESULTS.md'}, results.png and learning_curves.png from {results_csv}")

@@ -196,6 +196,14 @@ class KerasBackend:
 # --------------------------------------------------------------------------------------------------- choice
 
 
+def needs_tensorflow(path: str | Path, choice: str = "auto") -> bool:
+    """Whether :func:`open_backend` would run ``path`` through Keras (so TensorFlow gets imported)."""
+    path = Path(path)
+    if path.suffix == ".onnx" or choice == "onnx":
+        return False
+    return choice == "keras" or path.suffix != ".keras" or twin_problem(path) is not None
+
+
 def open_backend(path: str | Path, choice: str = "auto") -> ClassifierBackend:
     """The backend that runs the model file ``path``: see the module docstring for ``choice``.
 

@@ -213,8 +213,11 @@ def _origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ..
     return host is not None and origin.split("://", 1)[-1] == host
 
 
-def create_app(predictor: FacePredictor, settings: ServerSettings | None = None):
-    """The FastAPI app around a loaded ``predictor``. Nothing is loaded or started here beyond a thread pool."""
+def create_app(
+    predictor: FacePredictor, settings: ServerSettings | None = None, stream_predictor: FacePredictor | None = None
+):
+    """The FastAPI app around a loaded ``predictor`` (photo uploads) and ``stream_predictor`` (webcam frames; default
+    the same). Nothing is loaded or started here beyond a thread pool."""
     settings = settings or ServerSettings()
     settings.validate()
     executor = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="fer-model")
@@ -249,6 +252,12 @@ def create_app(predictor: FacePredictor, settings: ServerSettings | None = None)
     def predict_bytes(data: bytes) -> tuple[np.ndarray, list]:
         image = decode_image(data, settings.max_pixels)
         return image, predictor.predict(image)
+
+    stream_predictor = stream_predictor or predictor
+
+    def predict_frame(data: bytes) -> tuple[np.ndarray, list]:
+        image = decode_image(data, settings.max_pixels)
+        return image, stream_predictor.predict(image)
 
     @app.exception_handler(UploadError)
     async def upload_error(_request, err: UploadError):
@@ -324,7 +333,7 @@ def create_app(predictor: FacePredictor, settings: ServerSettings | None = None)
             return
         try:
             await websocket.accept()
-            await _serve_stream(websocket, in_pool, predict_bytes, predictor, settings)
+            await _serve_stream(websocket, in_pool, predict_frame, stream_predictor, settings)
         except WebSocketDisconnect:
             pass
         finally:
