@@ -83,8 +83,8 @@ def _tiny_split(n: int = 40):
 
 
 def test_batches_degrade_the_student_view_and_the_teacher_sees_the_clean_face():
-    from parameters import Config
     from data.batches import batch_generator
+    from parameters import Config
 
     seen = []
 
