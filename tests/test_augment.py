@@ -75,7 +75,7 @@ def test_blur_and_jpeg_remove_fine_detail():
 
 
 def _tiny_split(n: int = 40):
-    from training.trainer import SplitData
+    from data.splits import SplitData
 
     rng = np.random.default_rng(0)
     return SplitData(images=rng.integers(0, 256, (n, 48, 48)).astype(np.uint8), labels=rng.integers(0, 3, n),

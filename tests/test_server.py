@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 import predict
 import serve
+from inference.faces import FacePipeline
 from inference.predictor import FacePredictor
 from inference.server import ServerSettings, UploadError, create_app, decode_image
 
@@ -43,7 +44,7 @@ def model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_path) -> FacePredictor:
-    return FacePredictor(model_path, detect_size=1024)
+    return FacePredictor(model_path, pipeline=FacePipeline.for_photos())  # serve.py's upload pipeline, as predict.py
 
 
 @pytest.fixture(scope="module")
