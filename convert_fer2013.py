@@ -29,8 +29,7 @@ from data.convert import ConvertOptions, convert
 from data.fer2013 import Fer2013FormatError, Fer2013HeaderError
 from data.ferplus import FERPLUS_CLASSES, FerPlusFormatError
 from data.landmarks import default_workers
-from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
-from interrupts import sigterm_as_interrupt
+from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
 from parameters import EMOTIONS
 
 

@@ -18,6 +18,7 @@ Every error a user can cause subclasses :class:`UserError`; each ``main`` catche
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,12 +37,21 @@ class UserError(Exception):
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C, so one ``except KeyboardInterrupt`` (and
-    every ``finally`` that removes partial output) handles both. The previous handler is restored on exit."""
+    every ``finally`` that removes partial output) handles both. The previous handler is restored on exit.
+
+    Worker processes forked inside the block (multiprocessing pools) keep the default SIGTERM behaviour: the handler
+    re-raises the signal there, so ``pool.terminate()`` still ends them at once and without a traceback.
+    """
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
         return
+    owner = os.getpid()
 
     def interrupt(signum, frame):
+        if os.getpid() != owner:  # a forked worker: die as SIGTERM would have made it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, UserError
-from inference.backends import BACKENDS
+from inference.backends import add_backend_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from inference.image_limits import DEFAULT_MAX_PIXELS
 
@@ -42,13 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
     add_face_arguments(parser, FacePipeline.for_photos())
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
-        "keras insist",
-    )
+    add_backend_argument(parser)
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="label a face 'uncertain' when its top probability is below P (0..1; the JSON keeps "
                         "every probability; calibrate.py makes P mean what it says). Default 0: always a class")

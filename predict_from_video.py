@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
-from inference.backends import BACKENDS
+from inference.backends import add_backend_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from parameters import VideoPredictor
 
@@ -38,13 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--source", default=str(defaults.camera_source), help="camera index (0, 1, ...) or video file (default 0)"
     )
     add_face_arguments(parser, FacePipeline.for_video())
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
-        "keras insist",
-    )
+    add_backend_argument(parser)
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=True, help="show a window")
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
     parser.add_argument(

@@ -26,6 +26,7 @@ import socket
 import sys
 
 from errors import EXIT_ERROR, EXIT_OK, UserError
+from inference.backends import add_backend_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 
 LOOPBACK_NAMES = ("localhost",)
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
     add_face_arguments(parser, FacePipeline.for_photos())  # uploads; webcam frames use the video pipeline
+    add_backend_argument(parser)
     parser.add_argument(
         "--cors",
         action="append",
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         cors_origins=tuple(args.cors),
     )
     try:
-        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args))
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
         stream_predictor = FacePredictor(classifier=predictor.classifier, pipeline=FacePipeline.for_video())
     except (PredictorError, ValueError) as err:
         sock.close()

