@@ -138,11 +138,77 @@ def test_teacher_is_a_tuple_and_the_comma_form_still_works(data_dir):
     assert Config().to_dict()["training"]["teacher"] == []
 
 
+# The config saved in the first bundled model's metadata (runs/fernet16_kd2), before the flag table and clipping.
+OLD_BUNDLED_CONFIG = json.loads(
+    """
+{
+ "dataset": {
+  "name": "Fer2013",
+  "expressions": [
+   "Angry",
+   "Disgust",
+   "Fear",
+   "Happy",
+   "Sad",
+   "Surprise",
+   "Neutral"
+  ],
+  "feature_set": "raw",
+  "shape_predictor_path": null,
+  "trunc_trainset_to": -1,
+  "trunc_validationset_to": -1,
+  "trunc_testset_to": -1
+ },
+ "network": {
+  "model": "fernet",
+  "input_size": 48,
+  "output_size": 7,
+  "activation": "relu",
+  "loss": "categorical_crossentropy",
+  "use_batchnorm_after_conv_layers": true,
+  "use_batchnorm_after_fully_connected_layers": false,
+  "width": 16,
+  "standardize_features": true
+ },
+ "hyperparams": {
+  "keep_prob": 0.7,
+  "learning_rate": 0.01,
+  "learning_rate_decay": 0.864,
+  "decay_step": 50,
+  "optimizer": "momentum",
+  "optimizer_param": 0.9,
+  "schedule": "cosine",
+  "warmup_epochs": 1.0,
+  "weight_decay": 0.0005,
+  "label_smoothing": 0.1,
+  "mixup_alpha": 0.0,
+  "augment": true,
+  "random_erasing": 0.3,
+  "svm_kernel": "rbf",
+  "svm_c": 1.0
+ },
+ "training": {
+  "batch_size": 128,
+  "epochs": 30,
+  "seed": 3,
+  "save_model": true,
+  "early_stopping_patience": 0,
+  "tta": false,
+  "soft_labels": false,
+  "init_from": "runs/fernet16_kd/model.keras",
+  "teacher": "runs/fernet16_e80/model.keras,runs/fernet16_sgdr/model.keras,runs/fernet16_kd/model.keras",
+  "distill_weight": 0.5
+ }
+}
+"""
+)
+
+
 def test_old_saved_configs_with_removed_fields_still_load():
-    """The bundled model's config was saved with activation, loss, name, shape_predictor_path, trunc_testset_to and
-    output_size, which nothing read: they are dropped, its comma-separated teacher becomes a tuple."""
-    meta = json.loads((ROOT / "models" / "pretrained" / "fer_model.meta.json").read_text())
-    saved = meta["config"]
+    """The first bundled model's config was saved with activation, loss, name, shape_predictor_path,
+    trunc_testset_to and output_size, which nothing read: they are dropped, its comma-separated teacher becomes a
+    tuple."""
+    saved = json.loads(json.dumps(OLD_BUNDLED_CONFIG))
     assert {"activation", "loss", "output_size"} <= set(saved["network"]) and "name" in saved["dataset"]
     config = Config.from_saved(saved)
     assert config.training.teacher == tuple(saved["training"]["teacher"].split(","))
@@ -181,8 +247,9 @@ def _commands(meta: dict) -> list[list[str]]:
 
 def test_bundled_lineage_is_what_the_code_builds_from_its_runs_configs(tmp_path):
     """The bundled model's training_lineage equals training.lineage's commands for the run folders it names, and
-    the last command trains exactly the config saved in the model. The runs predate gradient clipping (their
-    configs lack global_clipnorm, read as 0), so each command must say --global-clipnorm 0 to mean what ran."""
+    the last command trains exactly the config saved in the model. The first four runs predate gradient clipping
+    (their configs lack global_clipnorm, read as 0), so their commands must say --global-clipnorm 0 to mean what
+    ran; the photo fine-tune trained with today's default clipping."""
     import train
     from training.lineage import training_lineage
 
@@ -195,7 +262,8 @@ def test_bundled_lineage_is_what_the_code_builds_from_its_runs_configs(tmp_path)
         (tmp_path / args.out / "config.json").write_text(json.dumps(configs[str(args.out)].to_dict()))
     final = Config.from_saved(meta["config"])
     assert configs[str(args.out)] == final  # the lineage's last command is the model's own config
-    assert all(config.hyperparams.global_clipnorm == 0.0 for config in configs.values())
+    clipnorms = [config.hyperparams.global_clipnorm for config in configs.values()]
+    assert clipnorms[:4] == [0.0] * 4 and clipnorms[4:] == [5.0]
     lineage = training_lineage(args.out, "fer2013_features", root=tmp_path)
     assert lineage == meta["training_lineage"]
     embedded = json.loads(__import__("zipfile").ZipFile(ROOT / "models" / "pretrained" / "fer_model.keras")
