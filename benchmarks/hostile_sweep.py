@@ -88,7 +88,8 @@ def make_inputs(folder: Path, kind: str) -> None:
             writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
         writer.release()
     if kind in ("csv", "csv_gz_cut", "csv_bom", "csv_big"):
-        rows = make_rows((60, 10, 10) if kind == "csv_big" else (2, 1, 1))
+        # csv_big: ~15 s of features on 2 idle cores, so a signal at 6 s lands during them
+        rows = make_rows((600, 100, 100) if kind == "csv_big" else (2, 1, 1))
         write_fer_csv(folder / "fer.csv", rows)
         if kind == "csv_gz_cut":
             data = gzip.compress((folder / "fer.csv").read_bytes())
