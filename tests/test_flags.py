@@ -97,7 +97,7 @@ def test_out_of_range_flags_are_one_line_naming_the_flag(data_dir, tmp_path, cap
         train.main(["--data", str(data_dir), "--out", str(tmp_path / "run"), flag, *([value] if value else [])])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert err.strip().splitlines()[-1].endswith(f".py: error: {message}") and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f": error: {message}") and "Traceback" not in err  # any argv[0]
     assert not (tmp_path / "run").exists()
 
 
