@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -249,15 +250,15 @@ def create_app(
     async def in_pool(function, *args):
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
-    def predict_bytes(data: bytes) -> tuple[np.ndarray, list]:
-        image = decode_image(data, settings.max_pixels)
-        return image, predictor.predict(image)
+    def predicting_with(face_predictor: FacePredictor) -> Callable[[bytes], tuple[np.ndarray, list]]:
+        def predict(data: bytes) -> tuple[np.ndarray, list]:
+            image = decode_image(data, settings.max_pixels)
+            return image, face_predictor.predict(image)
+
+        return predict
 
     stream_predictor = stream_predictor or predictor
-
-    def predict_frame(data: bytes) -> tuple[np.ndarray, list]:
-        image = decode_image(data, settings.max_pixels)
-        return image, stream_predictor.predict(image)
+    predict_bytes, predict_frame = predicting_with(predictor), predicting_with(stream_predictor)
 
     @app.exception_handler(UploadError)
     async def upload_error(_request, err: UploadError):

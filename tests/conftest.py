@@ -145,6 +145,21 @@ def write_converted(
     return root
 
 
+def save_tiny_model(path: Path, classes: list[str]) -> Path:
+    """A small raw-pixel Keras CNN with the documented input contract, saved with metadata by models.io."""
+    import keras
+    from keras import layers
+
+    from models.io import save_model
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((48, 48, 1), name="image")
+    x = layers.Conv2D(4, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(image))
+    out = layers.Dense(len(classes), activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    metadata = {"model_name": "tiny", "class_names": classes, "feature_set": "raw", "feature_dim": 0}
+    return save_model(keras.Model(image, out), path, metadata)
+
+
 @pytest.fixture
 def synthetic_rows() -> list[Row]:
     """The rows of ``synthetic_csv``: 2 / 1 / 1 faces per class in Training / PublicTest / PrivateTest (28)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import save_tiny_model
 
 import predict_from_video
 from inference.playback import Pacer
@@ -29,17 +30,7 @@ FPS = 10.0
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    import keras
-    from keras import layers
-
-    from models.io import save_model
-
-    keras.utils.set_random_seed(0)
-    image = keras.Input((48, 48, 1), name="image")
-    x = layers.Conv2D(4, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(image))
-    out = layers.Dense(len(CLASSES), activation="softmax")(layers.GlobalAveragePooling2D()(x))
-    metadata = {"model_name": "tiny", "class_names": CLASSES, "feature_set": "raw", "feature_dim": 0}
-    return save_model(keras.Model(image, out), tmp_path_factory.mktemp("model") / "tiny.keras", metadata)
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras", CLASSES)
 
 
 @pytest.fixture(scope="module")

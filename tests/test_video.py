@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import save_tiny_model
 
 import predict_from_video
 from inference.predictor import FacePredictor, make_prediction
@@ -24,18 +25,7 @@ CLASSES = ["Angry", "Happy", "Neutral"]
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    """A small raw-pixel Keras CNN with the documented input contract, saved with metadata by models.io."""
-    import keras
-    from keras import layers
-
-    from models.io import save_model
-
-    keras.utils.set_random_seed(0)
-    image = keras.Input((48, 48, 1), name="image")
-    x = layers.Conv2D(4, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(image))
-    out = layers.Dense(len(CLASSES), activation="softmax")(layers.GlobalAveragePooling2D()(x))
-    metadata = {"model_name": "tiny", "class_names": CLASSES, "feature_set": "raw", "feature_dim": 0}
-    return save_model(keras.Model(image, out), tmp_path_factory.mktemp("model") / "tiny.keras", metadata)
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras", CLASSES)
 
 
 def frame_count(path: Path) -> tuple[int, float, tuple[int, int]]:
