@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from inference.predictor import FacePredictor, PredictorError
+    from inference.predictor import FacePredictor
     from inference.server import ServerSettings, create_app
 
     settings = ServerSettings(
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
         stream_predictor = FacePredictor(classifier=predictor.classifier, pipeline=FacePipeline.for_video())
-    except (PredictorError, ValueError) as err:
+    except (UserError, ValueError) as err:  # model, backend or detector files: one line
         sock.close()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
