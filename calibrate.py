@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from errors import EXIT_ERROR, EXIT_OK, UserError
+from errors import EXIT_ERROR, EXIT_OK, UserError, run_main
 
 
 class CalibrationError(UserError):
@@ -72,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
+    return run_main("calibrate.py", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         cal = calibrate(args.model, args.data, args.out)
-    except (UserError, ValueError, OSError) as err:  # TrainingError / ModelFileError are ValueErrors
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+    except OSError as err:  # the output folder is not writable, say
+        raise CalibrationError(f"{args.out}: cannot write ({err.strerror or err})") from None
     print(f"temperature {cal['temperature']:.3f} fitted on PublicTest ({cal['n']} faces): "
           f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
           f"ECE {100 * cal['ece_before']:.2f} % -> {100 * cal['ece_after']:.2f} %")

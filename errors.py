@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -59,3 +60,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_main(program: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """What every script's ``main`` does around its work: ``body()`` with SIGTERM as Ctrl-C; a UserError becomes
+    one line ``PROGRAM: error: MESSAGE`` and exit 1, an interrupt ``PROGRAM: INTERRUPTED`` and exit 130. Any other
+    exception is a bug and keeps its traceback. ``interrupted`` may be a callable giving the message (say, how to
+    resume)."""
+    try:
+        with sigterm_as_interrupt():
+            return body()
+    except UserError as err:
+        print(f"{program}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        message = interrupted() if callable(interrupted) else interrupted
+        print(f"{program}: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -18,10 +18,9 @@ line, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
+from errors import EXIT_OK, run_main
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 
 SPLITS = ("PrivateTest", "PublicTest")
@@ -81,15 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         from tf_logging import quiet_tensorflow
 
         quiet_tensorflow()
-    try:
-        with sigterm_as_interrupt():
-            return run(args)
-    except UserError as err:
-        print(f"evaluate.py: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("evaluate.py: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_main("evaluate.py", lambda: run(args))
 
 
 if __name__ == "__main__":

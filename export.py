@@ -14,10 +14,9 @@ line, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
+from errors import EXIT_OK, run_main
 from models.export import EXPORT_FORMATS
 
 
@@ -48,15 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow()  # the converters need TensorFlow: import it without its start-up noise
-    try:
-        with sigterm_as_interrupt():
-            return run(args)
-    except UserError as err:
-        print(f"export.py: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("export.py: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_main("export.py", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from parameters import Config, ConfigError, check_value, field_kind, flag_name, load_params_file
+from config_fields import ConfigError, check_value, field_kind, flag_name
+from parameters import Config, load_params_file
 
 
 def dest(f: dataclasses.Field) -> str:

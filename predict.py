@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from inference.csv_table import face_rows, unreadable_row, write_csv
+    from inference.images import iter_image_files
     from inference.outputs import atomic_path, plan_outputs
-    from inference.predictor import iter_image_files
 
     files = iter_image_files(args.image)
     if not files:
@@ -121,14 +121,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: --model {err}", file=sys.stderr)
             return EXIT_ERROR
     from inference.backends import needs_tensorflow
-    from inference.predictor import DEFAULT_MODEL_PATH
+    from inference.classifiers import DEFAULT_MODEL_PATH
     from tf_logging import quiet_tensorflow
 
     if needs_tensorflow(args.model or DEFAULT_MODEL_PATH, args.backend):  # an ONNX twin needs no TensorFlow
         quiet_tensorflow(args.verbose)
     from inference.calibration import mark_uncertain
     from inference.drawing import draw_predictions, plot_probabilities
-    from inference.predictor import FacePredictor, load_image, to_bgr
+    from inference.images import load_image, to_bgr
+    from inference.predictor import FacePredictor
 
     max_pixels = int(args.max_pixels * 1e6)
     try:

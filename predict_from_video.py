@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [] if isinstance(source, int) else [Path(source)]
             check_records_path(args.records, overwrite=args.overwrite, inputs=inputs)
         from inference.backends import needs_tensorflow
-        from inference.predictor import DEFAULT_MODEL_PATH
+        from inference.classifiers import DEFAULT_MODEL_PATH
         from tf_logging import quiet_tensorflow
 
         if needs_tensorflow(args.model or DEFAULT_MODEL_PATH, args.backend):  # an ONNX twin needs no TensorFlow

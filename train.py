@@ -32,7 +32,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError, sigterm_as_interrupt
+from errors import EXIT_OK, run_main
 from flags import add_config_fields, config_from_args
 from parameters import Config
 
@@ -124,19 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow(verbose=args.tf_logs)
-    try:
-        with sigterm_as_interrupt():
-            return run(args)
-    except UserError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        if args.out is None or not (args.out / "config.json").is_file():  # before the run started: nothing to resume
-            print("train.py: interrupted before the first step; nothing to resume", file=sys.stderr)
-        else:
-            print(f"train.py: interrupted; continue with: python train.py --data {args.data} --out {args.out} "
-                  "--resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_main("train.py", lambda: run(args), interrupted=lambda: interrupted_message(args))
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    if args.out is None or not (args.out / "config.json").is_file():  # before the run started: nothing to resume
+        return "interrupted before the first step; nothing to resume"
+    return f"interrupted; continue with: python train.py --data {args.data} --out {args.out} --resume"
 
 
 if __name__ == "__main__":

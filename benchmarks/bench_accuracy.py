@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         print(f"error: {args.csv} not found (the shared FER2013 copy lives in ../shared/data)", file=sys.stderr)
         return 1
     from data.fer2013 import load_fer2013
-    from inference.predictor import FerModelClassifier, PeerClassifier, resolve_model_path
+    from inference.classifiers import FerModelClassifier, PeerClassifier, resolve_model_path
 
     data = load_fer2013(args.csv)
     splits = {}

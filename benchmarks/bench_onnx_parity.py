@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data.fer2013 import load_fer2013
     from inference.backends import open_backend
-    from inference.predictor import DEFAULT_MODEL_PATH
+    from inference.classifiers import DEFAULT_MODEL_PATH
     from parameters import EMOTIONS
 
     model = args.model or DEFAULT_MODEL_PATH

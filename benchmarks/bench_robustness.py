@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         return 1
     from benchmarks.bench_accuracy import predict_all, resized
     from data.fer2013 import load_fer2013
-    from inference.predictor import FerModelClassifier, PeerClassifier, resolve_model_path
+    from inference.classifiers import FerModelClassifier, PeerClassifier, resolve_model_path
     from models.io import load_model
     from parameters import EMOTIONS
 

@@ -69,7 +69,7 @@ def untrained_classifier(arch: str, feature_set: str):
     """An untrained model of ``arch`` with the documented contract (7 classes); feature_norm set to identity."""
     import numpy as np
 
-    from inference.predictor import FerModelClassifier
+    from inference.classifiers import FerModelClassifier
     from models import build_model
 
     feature_dim = FEATURE_SETS[feature_set]
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import cv2
 
-    from inference.predictor import DEFAULT_MODEL_PATH, FacePredictor, load_classifier
+    from inference.classifiers import DEFAULT_MODEL_PATH, load_classifier
+    from inference.predictor import FacePredictor
 
     capture = cv2.VideoCapture(str(args.video))
     frames, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)

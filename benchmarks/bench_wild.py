@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def wild_files(set_dir: Path, limit: int | None) -> list[tuple[Path, int]]:
     """(path, FER2013 class index) for every image of ``set_dir/<class>/``; ``limit`` evenly spaced ones."""
     from inference.folder_eval import match_folders
-    from inference.predictor import IMAGE_SUFFIXES
+    from inference.images import IMAGE_SUFFIXES
 
     files = [
         (path, label)
@@ -119,7 +119,7 @@ def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
 
 def load_models(paths: list[Path] | None) -> list[tuple[str, object]]:
     """(name, classifier) for the given models, default the bundled one and the shared peers."""
-    from inference.predictor import DEFAULT_MODEL_PATH, load_classifier
+    from inference.classifiers import DEFAULT_MODEL_PATH, load_classifier
 
     if paths is None:
         paths = [DEFAULT_MODEL_PATH, *sorted((SHARED / "peers").glob("*.hdf5"))]
@@ -160,7 +160,7 @@ def run_pipeline(files, pipeline: FacePipeline, models, detect_only: bool) -> tu
     from tqdm import tqdm
 
     from inference.faces import FaceFinder
-    from inference.predictor import load_image, to_grey
+    from inference.images import load_image, to_grey
 
     finder = FaceFinder(pipeline)
     rows = [Row(name) for name, _ in models]
@@ -200,7 +200,7 @@ def run_fer_package(files, fer) -> Row:
     """The pip ``fer`` package end to end with its own Haar detector, crop and model."""
     from tqdm import tqdm
 
-    from inference.predictor import load_image, to_bgr
+    from inference.images import load_image, to_bgr
 
     names = [name.lower() for name in EMOTIONS]
     row = Row("fer package (Haar + its own model)", detect_s=0.0)

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from bench_wild import wild_files
 
     from inference.faces import FaceFinder, FacePipeline
-    from inference.predictor import load_image, to_grey
+    from inference.images import load_image, to_grey
 
     hog = FaceFinder(FacePipeline(detector="dlib", detect_size=args.detect_size))
     haar = FaceFinder(FacePipeline(detector="haar", detect_size=args.detect_size))

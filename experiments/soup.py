@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from data.splits import load_split, model_inputs, read_data_meta  # noqa: E402
-from errors import EXIT_ERROR, EXIT_INTERRUPTED, UserError  # noqa: E402
+from errors import EXIT_OK, UserError, run_main  # noqa: E402
 
 
 class SoupError(UserError, ValueError):
@@ -197,22 +197,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = soup_run(args.models, args.data, args.out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
-        print(f"soup of {len(result.metadata['soup']['ingredients'])} of {len(args.models)} models: PublicTest "
-              f"accuracy {result.public_test_accuracy:.4f}; model: {args.out / 'model.keras'}")
-        if args.evaluate:
-            from inference.evaluation import evaluate_run
+    return run_main("soup.py", lambda: run(args))
 
-            metrics = evaluate_run(args.out / "model.keras", args.data, args.out, tta=args.tta, verbose=args.verbose)
-            print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {args.out / 'metrics.json'})")
-        return 0
-    except UserError as err:
-        print(f"soup.py: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("soup.py: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+def run(args: argparse.Namespace) -> int:
+    result = soup_run(args.models, args.data, args.out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
+    print(f"soup of {len(result.metadata['soup']['ingredients'])} of {len(args.models)} models: PublicTest "
+          f"accuracy {result.public_test_accuracy:.4f}; model: {args.out / 'model.keras'}")
+    if args.evaluate:
+        from inference.evaluation import evaluate_run
+
+        metrics = evaluate_run(args.out / "model.keras", args.data, args.out, tta=args.tta, verbose=args.verbose)
+        print(f"PrivateTest accuracy {metrics['private_test_accuracy']:.4f} (metrics: {args.out / 'metrics.json'})")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ accuracy is untouched. Our models end in a softmax; ``softmax(log p / T)`` equal
 ``log p`` and the logits differ by a per-face constant, so the probabilities are all that is needed.
 
 The fitted value is stored in the model's metadata as ``calibration`` (see :func:`calibration_metadata`);
-``inference.predictor.FerModelClassifier`` applies it to every prediction.
+``inference.classifiers.FerModelClassifier`` applies it to every prediction.
 
     >>> t = fit_temperature(probabilities, labels)                    # doctest: +SKIP
     >>> expected_calibration_error(apply_temperature(probabilities, t), labels)  # doctest: +SKIP

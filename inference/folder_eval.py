@@ -24,7 +24,8 @@ import numpy as np
 
 from errors import UserError
 from inference.faces import FacePipeline
-from inference.predictor import IMAGE_SUFFIXES, FacePredictor, ImageReadError, load_image
+from inference.images import IMAGE_SUFFIXES, ImageReadError, load_image
+from inference.predictor import FacePredictor
 
 NO_FACE = "no face"
 # Groups of folder names that mean the same expression (all lower case).

@@ -21,10 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference.classifiers import PredictorError
 from inference.drawing import draw_fps, draw_predictions
+from inference.faces import Box
 from inference.outputs import temporary_path
 from inference.playback import Pacer
-from inference.predictor import Box, FacePrediction, FacePredictor, PredictorError, make_prediction
+from inference.predictor import FacePrediction, FacePredictor, make_prediction
 
 QUIT_KEY = "q"
 FALLBACK_FPS = 30.0  # cameras often report 0 fps

@@ -161,6 +161,18 @@ def save_tiny_model(path: Path, classes: list[str]) -> Path:
 
 
 @pytest.fixture
+def eager_tensorflow():
+    """Run Keras' train/evaluate steps eagerly: on the few dozen faces of a test, tracing the step costs more than
+    the step itself (a 1-epoch fernet trains in ~4 s instead of ~10). Training code is the same; the graph path is
+    still tested by the tests without this fixture and by every ``train.py`` run in a subprocess."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture
 def synthetic_rows() -> list[Row]:
     """The rows of ``synthetic_csv``: 2 / 1 / 1 faces per class in Training / PublicTest / PrivateTest (28)."""
     return make_rows()

@@ -21,7 +21,8 @@ import pytest
 
 import predict
 from inference.backends import BackendError, KerasBackend, OnnxBackend, open_backend, twin_problem
-from inference.predictor import DEFAULT_MODEL_PATH, FacePredictor
+from inference.classifiers import DEFAULT_MODEL_PATH
+from inference.predictor import FacePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_TWIN = DEFAULT_MODEL_PATH.with_suffix(".onnx")
@@ -165,7 +166,7 @@ def test_stale_twin_is_not_used(tmp_path, caplog):
 
 
 def test_onnx_without_metadata_and_peer_with_onnx_are_errors(tmp_path):
-    from inference.predictor import PredictorError
+    from inference.classifiers import PredictorError
 
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(BUNDLED_TWIN.read_bytes())

@@ -176,12 +176,13 @@ def test_soft_label_targets_reach_the_batches(tmp_path):
     assert not np.all(np.isin(targets, (0.0, 1.0)))  # genuinely soft
 
 
+@pytest.mark.usefixtures("eager_tensorflow")
 def test_train_soft_labels_end_to_end_and_missing_file_error(tmp_path, capsys):
     import train
 
     data_dir = ferplus_dir(tmp_path)
-    common = ["--data", str(data_dir), "--model", "A", "--features", "raw", "--epochs", "1", "--batch-size", "16",
-              "--verbose", "0"]
+    common = ["--data", str(data_dir), "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+              "--batch-size", "16", "--verbose", "0", "--no-onnx-twin"]
     assert train.main([*common, "--soft-labels", "--out", str(tmp_path / "run")]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["training"]["soft_labels"] is True

@@ -221,7 +221,7 @@ def test_old_saved_configs_with_removed_fields_still_load():
 
 def test_choice_lists_and_the_feature_set_table_are_defined_once():
     from data.features import FEATURE_PARTS
-    from inference.predictor import DETECTORS
+    from inference.faces import DETECTORS
     from models.export import EXPORT_FORMATS
     from models.svm import SVM_KERNELS
 

@@ -35,8 +35,8 @@ import predict
 import predict_from_video
 from data.fer2013 import Fer2013FormatError, load_fer2013
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, UserError
+from inference.images import ImageReadError, load_image
 from inference.outputs import destinations
-from inference.predictor import ImageReadError, load_image
 from models.io import ModelFileError, load_model, read_metadata, save_model
 from training.trials_io import TrialsFileError, load_trials, loads_trials
 
@@ -587,8 +587,8 @@ def test_predict_exit_code_3_for_no_face(tmp_path, capsys, tiny_models):
 
 def test_user_errors_share_one_base_class():
     from data.convert import ConvertError
+    from inference.classifiers import PredictorError
     from inference.outputs import OutputPathError
-    from inference.predictor import PredictorError
     from training.search import SearchError
 
     for cls in (ConvertError, Fer2013FormatError, ModelFileError, OutputPathError, PredictorError, SearchError,

@@ -1,4 +1,4 @@
-"""The lowest layer: parameters.py and errors.py import nothing of the project (import-linter, run by
+"""The lowest layer: parameters.py, config_fields.py and errors.py import nothing of the project (import-linter, run by
 ``make test``, checks the packages above them; it cannot see top-level modules)."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from conftest import ROOT
 
 PROJECT = {"train", "evaluate", "export", "predict", "predict_from_video", "convert_fer2013", "optimize_hyperparams",
            "serve", "training", "inference", "models", "data", "experiments", "benchmarks", "parameters", "errors",
-           "flags"}
-# parameters may raise errors' classes; flags (the argparse side of the flag table) reads parameters only
-ALLOWED = {"parameters": {"errors"}, "errors": set(), "flags": {"parameters"}}
+           "flags", "config_fields"}
+# config_fields (the table's machinery) may raise errors' classes; parameters (the table) is built with it; flags
+# (the argparse side of the table) reads both
+ALLOWED = {"parameters": {"config_fields"}, "config_fields": {"errors"}, "errors": set(),
+           "flags": {"parameters", "config_fields"}}
 
 
 def imported_top_names(path) -> set[str]:

@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 
 import predict
-from inference.predictor import (
-    FacePredictor,
-    ImageReadError,
-    ModelNotFoundError,
-    crop_face,
-    iter_image_files,
-    load_image,
-    to_grey,
-)
+from inference.classifiers import ModelNotFoundError
+from inference.faces import crop_face
+from inference.images import ImageReadError, iter_image_files, load_image, to_grey
+from inference.predictor import FacePredictor
 
 CLASSES = ["Angry", "Happy", "Sad", "Surprise", "Neutral"]
 
@@ -186,11 +181,11 @@ def test_load_image_errors_name_the_file(tmp_path):
 
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
-    import inference.predictor
+    import inference.classifiers
 
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         FacePredictor(tmp_path / "nope.keras")
-    monkeypatch.setattr(inference.predictor, "DEFAULT_MODEL_PATH", tmp_path / "no_bundle.keras")
+    monkeypatch.setattr(inference.classifiers, "DEFAULT_MODEL_PATH", tmp_path / "no_bundle.keras")
     with pytest.raises(ModelNotFoundError, match="no --model given and no bundled model at"):
         FacePredictor()
 
@@ -259,10 +254,10 @@ def test_cli_text_file_is_an_error_and_others_still_run(model_path, astronaut_pn
 
 
 def test_cli_without_model_or_bundle(astronaut_png, tmp_path, capsys, monkeypatch):
-    import inference.predictor
+    import inference.classifiers
 
     missing = tmp_path / "pretrained" / "fer_model.keras"  # a checkout without the bundled model
-    monkeypatch.setattr(inference.predictor, "DEFAULT_MODEL_PATH", missing)
+    monkeypatch.setattr(inference.classifiers, "DEFAULT_MODEL_PATH", missing)
     assert predict.main(["--image", str(astronaut_png)]) == 1
     err = capsys.readouterr().err
     assert "no --model given and no bundled model at" in err and str(missing) in err

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from inference.predictor import DEFAULT_MODEL_PATH
+from inference.classifiers import DEFAULT_MODEL_PATH
 
 
 def test_bundled_model_is_small_and_self_describing():

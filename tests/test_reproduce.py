@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import ROOT, make_rows, write_fer_csv
 
+# Trainings run eagerly (conftest.eager_tensorflow): on a few dozen faces tracing costs more than training.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from experiments import reproduce_charts as charts  # noqa: E402

@@ -22,6 +22,9 @@ from conftest import write_converted
 
 from parameters import EMOTIONS, OptimizerSearchSpace, load_params_file
 
+# Trainings run eagerly (conftest.eager_tensorflow): on a few dozen faces tracing costs more than training.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 REPO = Path(__file__).resolve().parents[1]
 N_PER_SPLIT = {"Training": 64, "PublicTest": 24, "PrivateTest": 12}
 
@@ -322,7 +325,7 @@ def _main(data: Path, out: Path, *flags: str) -> int:
 
     return optimize_hyperparams.main(
         ["--data", str(data), "--out", str(out / "best.json"), "--trials-file", str(out / "trials.pkl"),
-         "--model", "A", "--features", "raw", "--epochs", "1", "--batch-size", "32", *flags]
+         "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1", "--batch-size", "32", *flags]
     )  # fmt: skip
 
 
@@ -337,13 +340,14 @@ def test_end_to_end_search_of_three_trials(tiny_data, tmp_path, capsys):
     assert all(0.0 <= a <= 1.0 for a in accuracies)
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["public_test_accuracy"] == pytest.approx(max(accuracies))
-    assert best["params"]["model"] == "A" and best["params"]["feature_set"] == "raw"
+    assert best["params"]["model"] == "fernet" and best["params"]["feature_set"] == "raw"
     assert all(Path(r["trial_dir"]).parent == (tmp_path / "trials").resolve() for r in rows)
     import train  # best.json is what train.py --params reads
 
     config = train.build_config(train.parse_args(["--data", str(tiny_data), "--params", str(tmp_path / "best.json")]))
     assert config.hyperparams.learning_rate == best["params"]["learning_rate"]
-    assert (config.network.model, config.dataset.feature_set, config.training.batch_size) == ("A", "raw", 32)
+    assert (config.network.model, config.network.width, config.dataset.feature_set) == ("fernet", 4, "raw")
+    assert config.training.batch_size == 32
     assert (tmp_path / "best_trials.png").stat().st_size > 1000
 
 

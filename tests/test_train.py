@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 from conftest import CLASSES, write_converted
 
+# Each test trains eagerly (conftest.eager_tensorflow); the module's trained_run fixture, built first, traces.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
 
-def run_main(*args: str | Path) -> int:
+
+def run_main(*args: str | Path, onnx_twin: bool = False) -> int:
+    """train.py's main; without the ONNX twin unless asked (converting Model A takes ~15 s; one test checks it)."""
     import train
 
-    return train.main([str(a) for a in args])
+    return train.main([str(a) for a in args] + ([] if onnx_twin else ["--no-onnx-twin"]))
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,25 @@ def test_saved_model_carries_metadata_and_training_statistics(trained_run, data_
          np.load(data_dir / "Training" / "hog_features.npy")], axis=1)
     norm = model.get_layer("feature_norm")
     np.testing.assert_allclose(np.ravel(norm.mean), train_features.mean(0), rtol=1e-4, atol=1e-4)
+
+
+def test_train_writes_the_onnx_twin_that_predict_runs(data_dir, tmp_path, capsys):
+    from inference.backends import open_backend, twin_problem
+    from models.io import load_model
+
+    out = tmp_path / "twin"
+    assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                    "--batch-size", "32", "--out", out, "--verbose", "0", onnx_twin=True) == 0
+    assert f"ONNX twin: {out / 'model.onnx'}" in capsys.readouterr().out
+    assert twin_problem(out / "model.keras") is None
+    faces = np.load(data_dir / "PublicTest" / "images.npy")[:8].reshape(-1, 48, 48)
+    model, _ = load_model(out / "model.keras")
+    onnx = open_backend(out / "model.keras", "onnx")
+    assert onnx.name == "onnx"
+    np.testing.assert_allclose(onnx.predict(faces), np.asarray(model(faces[..., None].astype(np.float32))), atol=1e-5)
+    assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
+                    "--batch-size", "32", "--out", tmp_path / "none", "--verbose", "0") == 0
+    assert not (tmp_path / "none" / "model.onnx").exists()  # --no-onnx-twin
 
 
 def test_no_standardize_features_feeds_raw_values_as_the_2016_code(data_dir, tmp_path):
@@ -163,8 +186,8 @@ def test_resume_continues_exactly(tmp_path, data_dir):
     from parameters import Config
     from training.trainer import train
 
-    config = Config().with_overrides({"model": "A", "feature_set": "landmarks", "epochs": 2, "batch_size": 48,
-                                      "keep_prob": 0.5, "augment": True})
+    config = Config().with_overrides({"model": "fernet", "width": 4, "feature_set": "landmarks", "epochs": 2,
+                                      "batch_size": 48, "keep_prob": 0.5, "augment": True})
     full = train(config, data_dir, tmp_path / "full", verbose=0)
     part = train(config.with_overrides({"epochs": 1}), data_dir, tmp_path / "part", verbose=0)
     resumed = train(config, data_dir, tmp_path / "part", resume=True, verbose=0)

@@ -20,13 +20,16 @@ from conftest import ROOT, write_converted
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED
 
+# Trainings run eagerly (conftest.eager_tensorflow): on a few dozen faces tracing costs more than training.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 FERNET = ["--model", "fernet", "--width", "4", "--features", "raw", "--batch-size", "32", "--verbose", "0"]
 
 
 def run_main(*args: str | Path) -> int:
     import train
 
-    return train.main([str(a) for a in args])
+    return train.main([str(a) for a in args] + ["--no-onnx-twin"])  # test_train checks the twin
 
 
 @pytest.fixture(scope="module")

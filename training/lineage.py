@@ -18,8 +18,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from config_fields import ConfigError, flag_name
 from errors import UserError
-from parameters import Config, ConfigError, flag_name
+from parameters import Config
 
 # Always written, even at their defaults: what a reader of the command looks for first.
 _ALWAYS = ("model", "feature_set", "epochs", "seed")
