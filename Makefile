@@ -41,7 +41,8 @@ convert-demo: setup
 test: setup lint-imports
 	$(PY) -m pytest -q
 
-# the edit-test loop (about 2 min on 2 cores): everything but the slow end-to-end checks
+# the edit-test loop (2 min 20 s on 2 idle cores): everything but the tests marked slow (browser, X window, Spark,
+# subprocess trainings, TFLite, the long training checks)
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 

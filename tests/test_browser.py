@@ -45,6 +45,7 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
     pytest.mark.skipif(CHROMEDRIVER is None, reason="needs chromedriver (apt-get install chromium-driver)"),
     pytest.mark.timeout(300),
+    pytest.mark.slow,  # a real browser / X server: out of make test-fast
 ]
 selenium = pytest.importorskip("selenium", reason="needs selenium (pip install -r requirements.txt)")
 

@@ -44,7 +44,7 @@ def batch(dim: int, n: int = 9):
 
 
 @pytest.mark.parametrize("feature_set", ["raw", "landmarks"])
-@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
 def test_exported_outputs_match_keras(tmp_path, fmt, feature_set):
     from data.splits import model_inputs
     from models.io import load_model

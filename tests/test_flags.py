@@ -11,6 +11,7 @@ import shlex
 import pytest
 from conftest import ROOT, write_converted
 
+import config_fields
 import flags
 import parameters
 from parameters import Config, ConfigError, OptimizerSearchSpace
@@ -57,15 +58,15 @@ def test_every_config_field_describes_itself():
                     parameters.VideoPredictor, OptimizerSearchSpace):
         for f in dataclasses.fields(section):
             assert len(f.metadata.get("help", "")) > 10, f"{section.__name__}.{f.name} has no help"
-            kind = parameters.field_kind(f)
+            kind = config_fields.field_kind(f)
             if kind in ("int", "float", "range"):
                 assert f.metadata.get("bounds") is not None, f"{section.__name__}.{f.name} has no range"
 
 
 def test_no_flag_is_defined_twice_in_the_scripts():
     """train.py, optimize_hyperparams.py and reproduce_table.py define no flag of a Config field themselves."""
-    names = {parameters.flag_name(f) for _, f in Config.fields().values()}
-    names |= {parameters.flag_name(f) for f in dataclasses.fields(OptimizerSearchSpace)}
+    names = {config_fields.flag_name(f) for _, f in Config.fields().values()}
+    names |= {config_fields.flag_name(f) for f in dataclasses.fields(OptimizerSearchSpace)}
     for script in ("train.py", "optimize_hyperparams.py", "experiments/reproduce_table.py"):
         text = (ROOT / script).read_text()
         own = {name for name in names if f'add_argument("{name}"' in text or f"add_argument('{name}'" in text}

@@ -599,6 +599,7 @@ def test_user_errors_share_one_base_class():
 # ------------------------------------------------------------------------------------------------ 7. noise
 
 
+@pytest.mark.slow
 def test_tensorflow_logging_is_silent_by_default(tmp_path, tiny_models):
     image = face_png(tmp_path / "p.png")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}

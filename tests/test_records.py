@@ -185,6 +185,7 @@ class SlowPredictor:
         return [make_prediction((10, 10, 50, 50), [0.2, 0.5, 0.3], CLASSES)]
 
 
+@pytest.mark.slow
 def test_realtime_playback_drops_predictions_not_frames(tmp_path):
     video = tmp_path / "grey.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (64, 48))

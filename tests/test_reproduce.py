@@ -41,6 +41,7 @@ def test_grid_and_only(reproduce, tmp_path, capsys):
         reproduce.select_cells(cells, "fer9:*")
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_csv_and_markdown_and_resumes(reproduce, tmp_path, capsys):
     csv_path = write_fer_csv(tmp_path / "fer.csv", make_rows((4, 2, 2), seed=3))
     common = ["--csv", str(csv_path), "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path / "out"),

@@ -229,7 +229,7 @@ def test_modern_recipe_and_early_stopping(tmp_path, data_dir):
     from training.trainer import train
 
     config = Config().with_overrides({
-        "model": "A", "feature_set": "raw", "epochs": 4, "batch_size": 48, "optimizer": "adam",
+        "model": "fernet", "width": 4, "feature_set": "raw", "epochs": 4, "batch_size": 48, "optimizer": "adam",
         "optimizer_param": 0.9, "learning_rate": 1e-12, "schedule": "cosine", "warmup_epochs": 0.5,
         "weight_decay": 1e-4, "label_smoothing": 0.1, "mixup_alpha": 0.2, "augment": True, "random_erasing": 0.5,
         "early_stopping_patience": 1, "trunc_trainset_to": 64, "use_batchnorm_after_conv_layers": False,
@@ -345,6 +345,7 @@ def test_augmented_hog_features_describe_the_augmented_image(data_dir, feature_s
     assert not np.allclose(features[:, 136:], train_data.features[:32, 136:], atol=0.05)
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_run, data_dir, tmp_path, capsys):
     import keras
 
@@ -366,6 +367,7 @@ def test_init_from_starts_from_saved_weights_and_checks_compatibility(trained_ru
     assert rc == 1 and "--init-from" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(trained_run, data_dir, tmp_path, capsys):
     import keras
 
@@ -421,6 +423,7 @@ def test_branch_ablation_silences_one_branch_at_a_time(trained_run, data_dir, ca
     assert float(cells[2][:-2]) == pytest.approx(100 * public, abs=0.051)  # "as is" is the model's own accuracy
 
 
+@pytest.mark.slow
 def test_gradient_norm_reports_the_feature_branch_share(data_dir, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import gradient_norm
@@ -473,6 +476,7 @@ def test_recalibrate_batchnorm_averages_batch_statistics():
     assert layer.momentum == 0.9
 
 
+@pytest.mark.slow
 def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_run, data_dir, tmp_path, capsys):
     from models.io import load_model
 

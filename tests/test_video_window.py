@@ -33,6 +33,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (apt-get install xvfb)"),
     pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool (apt-get install xdotool)"),
     pytest.mark.timeout(300),
+    pytest.mark.slow,  # a real browser / X server: out of make test-fast
 ]
 
 
