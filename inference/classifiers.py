@@ -11,17 +11,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from errors import UserError
 from inference.backends import KerasBackend, compiled_call, open_backend
+from inference.images import PredictorError  # ImageReadError's base too
 from parameters import EMOTIONS
 
 # A trained model placed here becomes the default --model of every script.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "fer_model.keras"
 PEER_SUFFIXES = (".h5", ".hdf5")  # Keras 2 full models (../shared/peers): no metadata, FER2013's 7 classes
-
-
-class PredictorError(UserError):
-    """A problem the user can fix (bad file, missing model, bad source); the message says what and where."""
 
 
 class ModelNotFoundError(PredictorError):

@@ -17,7 +17,11 @@ from inference.image_limits import DEFAULT_MAX_PIXELS, check_decoded_pixels, che
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2")
 
 
-class ImageReadError(UserError):
+class PredictorError(UserError):
+    """A problem the user can fix (bad file, missing model, bad source); the message says what and where."""
+
+
+class ImageReadError(PredictorError):
     """A file that cannot be read as an image; the message names it."""
 
 
