@@ -37,14 +37,16 @@ demo: setup-predict
 convert-demo: setup
 	$(PY) convert_fer2013.py --csv $(FER_CSV) --limit 1000 --out out/convert-demo --overwrite
 
-# what CI runs: the layering contract (pyproject.toml [tool.importlinter]), then every test
+# what CI runs: the layering contract (pyproject.toml [tool.importlinter]), then every test, on two worker processes
+# (pytest-xdist; PYTEST_WORKERS=0 runs them in this process)
+PYTEST_WORKERS ?= 2
 test: setup lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
-# the edit-test loop (2 min 20 s on 2 idle cores): everything but the tests marked slow (browser, X window, Spark,
+# the edit-test loop (82 s on 2 idle cores): everything but the tests marked slow (browser, X window, Spark,
 # subprocess trainings, TFLite, the long training checks)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 lint-imports: setup
 	$(VENV)/bin/lint-imports

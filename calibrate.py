@@ -16,10 +16,9 @@ The input model is never overwritten (--out must name another file); the copy ap
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from errors import EXIT_ERROR, EXIT_OK, UserError, run_main
+from errors import EXIT_OK, UserError, run_main
 
 
 class CalibrationError(UserError):
@@ -66,9 +65,6 @@ def calibrate(model_path: Path, data_dir: Path, out_path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
-        return EXIT_ERROR
     from tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
@@ -76,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise CalibrationError(f"{args.out} exists (pass --overwrite to replace it)")
     try:
         cal = calibrate(args.model, args.data, args.out)
     except OSError as err:  # the output folder is not writable, say

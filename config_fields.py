@@ -7,8 +7,10 @@ Nothing here touches the disk or imports TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,3 +155,31 @@ def check_all(instance: Any) -> None:
     """Check every field of a dataclass instance with :func:`check_value` (ConfigError on the first bad one)."""
     for f in dataclasses.fields(instance):
         check_value(f, getattr(instance, f.name))
+
+
+# ------------------------------------------------------------------ argparse types for flags outside the table
+
+
+def _number(text: str, kind: Callable[[str], Any], valid: Callable[[Any], bool], wanted: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type``: an integer >= 0."""
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def fraction(text: str) -> float:
+    """argparse ``type``: a number in (0, 1]."""
+    return _number(text, float, lambda v: 0 < v <= 1, "a number in (0, 1]")

@@ -25,6 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
+from config_fields import fraction, positive_int
 from data.convert import ConvertOptions, convert
 from data.fer2013 import Fer2013FormatError, Fer2013HeaderError
 from data.ferplus import FERPLUS_CLASSES, FerPlusFormatError
@@ -41,16 +42,6 @@ def _expressions(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("give at least one label")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,11 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep these labels, relabelled 0..k-1 in the given order "
                              f"({', '.join(f'{i}={n}' for i, n in enumerate(EMOTIONS))}, and 7=Contempt with "
                              "--ferplus; default: all)")
-    parser.add_argument("--images-per-label", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--images-per-label", type=positive_int, default=None, metavar="N",
                         help="keep at most N faces per class in each split (default: all)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="read only the first N csv rows (quick runs)")
-    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes for landmarks/HOG (default: the usable cores)")
     parser.add_argument("--skip-bad-rows", action=argparse.BooleanOptionalAction, default=False,
                         help="skip malformed csv rows and report them, instead of stopping (default: off)")
@@ -95,9 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ferplus-soft-labels", action=argparse.BooleanOptionalAction, default=True,
                         help="with --ferplus: write the vote distributions as soft_labels.npy (n, k) float32 for "
                              "train.py --soft-labels (default: on)")
+    parser.add_argument("--ferplus-blend", type=fraction, default=None, metavar="A",
+                        help="with --ferplus: keep FER2013's labels and every face, and write soft_labels.npy = "
+                             "(1-A) * one-hot(FER2013 label) + A * FER+ votes over FER2013's seven classes, e.g. 0.3 "
+                             "(default: off, labels become the FER+ majority)")
     args = parser.parse_args(argv)
     if args.expressions is not None:
-        names = FERPLUS_CLASSES if args.ferplus else EMOTIONS
+        names = FERPLUS_CLASSES if args.ferplus and args.ferplus_blend is None else EMOTIONS
         bad = [e for e in args.expressions if not 0 <= e < len(names)]
         if bad:
             parser.error(f"--expressions: {bad} not in 0..{len(names) - 1}"
@@ -106,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--expressions: repeated label in {list(args.expressions)}")
     if not args.csv.is_file():
         parser.error(f"--csv {args.csv}: no such file")
+    if args.ferplus_blend is not None and args.ferplus is None:
+        parser.error("--ferplus-blend needs --ferplus (the FER+ fer2013new.csv)")
     if args.ferplus is not None and not args.ferplus.is_file():
         parser.error(f"--ferplus {args.ferplus}: no such file")
     if args.shape_predictor is not None and not args.shape_predictor.is_file():
@@ -134,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
         ferplus=str(args.ferplus) if args.ferplus else None,
         ferplus_soft_labels=args.ferplus_soft_labels,
+        ferplus_blend=args.ferplus_blend,
     )
     try:
         with sigterm_as_interrupt():
@@ -153,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {total} faces ({sizes}) to {args.out}")
     if meta["skipped_rows"]:
         print(f"skipped {len(meta['skipped_rows'])} bad rows (listed in {args.out / 'meta.json'})")
-    if meta.get("ferplus"):
-        fp = meta["ferplus"]
+    fp = meta.get("ferplus")
+    if fp and fp.get("blend") is not None:
+        print(f"FER+ soft labels: {fp['rule']}")
+    elif fp:
         reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fp["dropped"].items())
         print(f"FER+ labels: dropped {fp['dropped_total']} of {fp['faces_before']} faces without a majority "
               f"({reasons}); {fp['excluded_by_expressions']} more outside --expressions")

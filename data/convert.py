@@ -104,11 +104,15 @@ class ConvertOptions:
     overwrite: bool = False
     ferplus: str | None = None  # fer2013new.csv: labels become the FER+ majority vote over FERPLUS_CLASSES
     ferplus_soft_labels: bool = True  # with ferplus: also write the vote distributions as soft_labels.npy
+    # with ferplus: keep FER2013's labels and every face; soft_labels.npy = (1 - blend) * one-hot(FER2013 label)
+    # + blend * FER+ votes over FER2013's seven classes (the one-hot alone where those seven have no vote)
+    ferplus_blend: float | None = None
 
     @property
     def class_names_all(self) -> tuple[str, ...]:
-        """The classes ``expressions`` index: FER2013's seven, or with ``ferplus`` those plus Contempt."""
-        return FERPLUS_CLASSES if self.ferplus else EMOTIONS
+        """The classes ``expressions`` index: FER2013's seven, or with ``ferplus`` (majority labels) those plus
+        Contempt."""
+        return FERPLUS_CLASSES if self.ferplus and self.ferplus_blend is None else EMOTIONS
 
     def validate(self) -> None:
         """Raise ConvertError naming the first bad option."""
@@ -131,6 +135,13 @@ class ConvertOptions:
             raise ConvertError(f"--limit must be >= 1, got {self.limit}")
         if self.workers < 1:
             raise ConvertError(f"--workers must be >= 1, got {self.workers}")
+        if self.ferplus_blend is not None:
+            if not self.ferplus:
+                raise ConvertError("--ferplus-blend needs --ferplus (the FER+ fer2013new.csv)")
+            if not 0 < self.ferplus_blend <= 1:
+                raise ConvertError(f"--ferplus-blend must be in (0, 1], got {self.ferplus_blend}")
+            if not self.ferplus_soft_labels:
+                raise ConvertError("--ferplus-blend writes soft_labels.npy; it cannot go with --no-ferplus-soft-labels")
         if self.expressions is not None and self.ferplus and len(self.expressions) < 2:
             raise ConvertError("--expressions with --ferplus: keep at least two classes")
 
@@ -240,25 +251,37 @@ def convert(
     ferplus_meta = None
     if options.ferplus:
         votes = read_ferplus(options.ferplus)
-        relabelled = relabel(data, votes, complete=options.limit is None)
+        relabelled = relabel(data, votes, complete=options.limit is None)  # checks that the two files line up
         n_before = data.n_rows
-        data = relabelled.data
         ferplus_meta = {
             "source": str(Path(options.ferplus).resolve()),
             "source_sha256": sha256_file(Path(options.ferplus)),
-            "rule": "plurality of the 10 annotators' votes; dropped: no votes, unknown/NF on top, tied emotions",
             "faces_before": n_before,
-            "dropped": relabelled.dropped,
-            "dropped_total": relabelled.n_dropped,
-            "dropped_by_split": relabelled.dropped_by_split,
             "soft_labels": options.ferplus_soft_labels,
         }
-        log.info(
-            "FER+ labels: dropped %d of %d faces (%s)", relabelled.n_dropped, n_before,
-            ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in relabelled.dropped.items()),
-        )
+        if options.ferplus_blend is None:
+            data = relabelled.data
+            ferplus_meta.update(
+                rule="plurality of the 10 annotators' votes; dropped: no votes, unknown/NF on top, tied emotions",
+                dropped=relabelled.dropped,
+                dropped_total=relabelled.n_dropped,
+                dropped_by_split=relabelled.dropped_by_split,
+            )
+            log.info(
+                "FER+ labels: dropped %d of %d faces (%s)", relabelled.n_dropped, n_before,
+                ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in relabelled.dropped.items()),
+            )
+            distributions = relabelled.distributions
+        else:
+            distributions = blend_labels(data, votes.votes, options.ferplus_blend)
+            ferplus_meta.update(
+                rule=f"FER2013 labels kept; soft label = {1 - options.ferplus_blend:g} * one-hot(FER2013) + "
+                f"{options.ferplus_blend:g} * FER+ votes over FER2013's seven classes (one-hot alone without votes)",
+                blend=options.ferplus_blend,
+                dropped={}, dropped_total=0, dropped_by_split={},
+            )
         if options.ferplus_soft_labels:
-            extra_arrays = _with_soft_labels(extra_arrays, relabelled.distributions, options.expressions)
+            extra_arrays = _with_soft_labels(extra_arrays, distributions, options.expressions)
     expressions = tuple(options.expressions) if options.expressions is not None else tuple(range(len(all_names)))
     class_names = [all_names[e] for e in expressions]
     splits = select(data, expressions, options.images_per_label, len(all_names))
@@ -348,6 +371,22 @@ def convert(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def blend_labels(data: Fer2013Data, votes: np.ndarray, blend: float) -> np.ndarray:
+    """(N, 7) float32 per csv data row: ``(1 - blend) * one-hot(FER2013 label) + blend * votes / votes.sum()`` over
+    FER2013's seven classes (``votes``: FER+ counts in FERPLUS_CLASSES order; Contempt's column is not used).
+    Rows whose seven counts are all 0 keep the one-hot; rows not in ``data`` stay 0."""
+    k = len(EMOTIONS)
+    seven = np.asarray(votes, dtype=np.float64)[:, :k]
+    total = seven.sum(axis=1, keepdims=True)
+    out = np.zeros((len(seven), k), dtype=np.float64)
+    for split in data.splits.values():
+        rows = split.rows if split.rows is not None else np.arange(len(split))
+        onehot = np.eye(k)[split.labels]
+        mixed = (1 - blend) * onehot + blend * seven[rows] / np.maximum(total[rows], 1)
+        out[rows] = np.where(total[rows] > 0, mixed, onehot)
+    return out.astype(np.float32)
 
 
 def _with_soft_labels(

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from config_fields import non_negative_int
 from inference.detectors import (  # noqa: F401  (re-exported: the detectors were defined here before)
     DETECTOR_HELP,
     DETECTOR_STAGES,
@@ -346,16 +347,6 @@ def align_fer2013_faces(images: np.ndarray, extractor=None, size: int = 48) -> n
 # --------------------------------------------------------------------------------------------- command line
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
 def add_face_arguments(parser: argparse.ArgumentParser, defaults: FacePipeline, *, model: bool = True) -> None:
     """The face flags, defined once: ``--model --detector --assume-face --detect-size --cnn-size --upsample
     --align``; their defaults come from ``defaults`` (``FacePipeline.for_photos()`` or ``.for_video()``)."""
@@ -371,13 +362,13 @@ def add_face_arguments(parser: argparse.ArgumentParser, defaults: FacePipeline, 
                        help=f"face detector (default {defaults.detector}). {DETECTOR_HELP}")
     group.add_argument("--assume-face", action=argparse.BooleanOptionalAction, default=defaults.assume_face,
                        help="treat each whole image as one face, no detection (for face crops such as FER2013's)")
-    group.add_argument("--detect-size", type=_non_negative_int, default=defaults.detect_size, metavar="PX",
+    group.add_argument("--detect-size", type=non_negative_int, default=defaults.detect_size, metavar="PX",
                        help="HOG/Haar run on a copy at most PX on its longer side, then on the full image if it "
                             "showed no face (0: full image only; default %(default)s)")
-    group.add_argument("--cnn-size", type=_non_negative_int, default=defaults.cnn_size, metavar="PX",
+    group.add_argument("--cnn-size", type=non_negative_int, default=defaults.cnn_size, metavar="PX",
                        help="the CNN detector's copy, at most PX on its longer side; its time grows with PX squared "
                             "(0: full image; default %(default)s)")
-    group.add_argument("--upsample", type=_non_negative_int, default=defaults.upsample,
+    group.add_argument("--upsample", type=non_negative_int, default=defaults.upsample,
                        help="dlib HOG upsampling steps, for faces under ~80 px (~4x slower per step; default "
                             "%(default)s)")
     group.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,

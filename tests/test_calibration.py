@@ -109,7 +109,7 @@ def test_calibrate_cli_stores_the_temperature_and_the_predictor_applies_it(tiny_
     np.testing.assert_allclose(calibrated, apply_temperature(raw, cal["temperature"]), atol=1e-5)
     # refusals: an existing --out, the input as --out, another class set
     assert calibrate.main(["--model", str(tiny_model), "--data", str(data), "--out", str(out)]) == 1
-    assert "exists" in capsys.readouterr().err
+    assert "calibrate.py: error:" in (err := capsys.readouterr().err) and "exists" in err
     with pytest.raises(SystemExit) as exc:
         calibrate.main(["--model", str(tiny_model), "--data", str(data), "--out", str(tiny_model)])
     assert exc.value.code == 2

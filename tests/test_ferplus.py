@@ -10,6 +10,7 @@ import pytest
 
 from data.convert import ConvertError, ConvertOptions, convert
 from data.ferplus import FERPLUS_CLASSES, HEADER, FerPlusFormatError, majority_labels, read_ferplus
+from parameters import EMOTIONS
 from tests.conftest import make_rows, write_fer_csv
 
 # FER+ column order: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
@@ -92,6 +93,47 @@ def test_expressions_with_ferplus_index_the_eight_classes(pair, tmp_path):
     np.testing.assert_allclose(soft[0], [1.0, 0.0, 0.0])  # Happy's 8 votes, Surprise/Angry votes removed
     with pytest.raises(ConvertError, match="7=Contempt needs --ferplus"):
         convert(csv, tmp_path / "o2", fast(expressions=(3, 7)))
+
+
+def test_ferplus_blend_keeps_fer2013_labels_and_mixes_the_votes(pair, tmp_path):
+    csv, fp, rows = pair
+    meta = convert(csv, tmp_path / "out", fast(ferplus=str(fp), ferplus_blend=0.3))
+    assert meta["class_names"] == list(EMOTIONS) and meta["ferplus"]["blend"] == 0.3
+    assert meta["ferplus"]["dropped_total"] == 0
+    labels, soft = [], []
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        labels += list(np.load(tmp_path / "out" / split / "labels.npy").argmax(1))
+        soft.append(np.load(tmp_path / "out" / split / "soft_labels.npy"))
+    soft = np.concatenate(soft)
+    assert labels == [label for label, _, _ in rows]  # every face, FER2013's own label
+    assert soft.shape == (12, 7) and soft.dtype == np.float32
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    # row 0: FER2013 says Angry; FER+ votes happiness 8, surprise 1, anger 1 (contempt/unknown/NF not counted)
+    np.testing.assert_allclose(soft[0], 0.7 * np.eye(7)[0] + 0.3 * np.array([0.1, 0, 0, 0.8, 0, 0.1, 0]), atol=1e-6)
+    # row 2 has only Contempt/unknown/NF votes and row 7 none: the FER2013 one-hot alone
+    np.testing.assert_allclose(soft[2], np.eye(7)[2])
+    np.testing.assert_allclose(soft[7], np.eye(7)[0])
+    assert np.all(soft.argmax(1) == np.array(labels))  # blend < 0.5 never overturns the FER2013 label
+    with pytest.raises(ConvertError, match="--ferplus-blend needs --ferplus"):
+        convert(csv, tmp_path / "o2", fast(ferplus_blend=0.3))
+    with pytest.raises(ConvertError, match=r"--ferplus-blend must be in \(0, 1\]"):
+        convert(csv, tmp_path / "o3", fast(ferplus=str(fp), ferplus_blend=1.5))
+
+
+def test_ferplus_blend_flag_errors(pair, tmp_path, capsys):
+    import convert_fer2013
+
+    csv, fp, _ = pair
+    for argv, message in [
+        (["--ferplus-blend", "0.3"], "--ferplus-blend needs --ferplus"),
+        (["--ferplus", str(fp), "--ferplus-blend", "0"], "--ferplus-blend: expected a number in (0, 1], got 0.0"),
+        (["--ferplus", str(fp), "--ferplus-blend", "x"], "--ferplus-blend: expected a number in (0, 1], got 'x'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            convert_fer2013.parse_args(["--csv", str(csv), "--out", str(tmp_path / "o"), *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
