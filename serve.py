@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 
+from config_fields import positive_float, positive_int
 from errors import EXIT_ERROR, EXIT_OK, UserError
 from inference.backends import add_backend_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
@@ -51,42 +52,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ORIGIN",
         help="let pages from this origin (e.g. https://example.org) call the API; repeatable; default: none",
     )
-    parser.add_argument(
-        "--max-upload-mb",
-        type=float,
-        default=defaults.max_upload_bytes / 2**20,
-        help="largest upload in MiB; larger gets 413 (default %(default)g)",
+    limits = (  # flag, type, default, help: every one must be > 0
+        ("--max-upload-mb", positive_float, defaults.max_upload_bytes / 2**20,
+         "largest upload in MiB; larger gets 413 (default %(default)g)"),
+        ("--max-pixels", positive_int, defaults.max_pixels,
+         "largest image in pixels (width x height); larger gets 413 (default %(default)d)"),
+        ("--max-in-flight", positive_int, defaults.max_in_flight,
+         "photo requests admitted at once (running or waiting); the next gets 503 (default %(default)d)"),
+        ("--threads", positive_int, defaults.inference_threads, "model threads (default %(default)d)"),
+        ("--max-streams", positive_int, defaults.max_streams,
+         "webcam streams at once; more are refused (default %(default)d)"),
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=defaults.max_pixels,
-        help="largest image in pixels (width x height); larger gets 413 (default %(default)d)",
-    )
-    parser.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=defaults.max_in_flight,
-        help="photo requests admitted at once (running or waiting); the next gets 503 (default %(default)d)",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=defaults.inference_threads, help="model threads (default %(default)d)"
-    )
-    parser.add_argument(
-        "--max-streams",
-        type=int,
-        default=defaults.max_streams,
-        help="webcam streams at once; more are refused (default %(default)d)",
-    )
+    for flag, kind, default, text in limits:
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request (default off)"
     )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} must lie in 0..65535")
-    for flag in ("max_upload_mb", "max_pixels", "max_in_flight", "threads", "max_streams"):
-        if getattr(args, flag) <= 0:
-            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be > 0")
     for origin in args.cors:
         if origin != "*" and "://" not in origin:
             parser.error(f"--cors {origin!r}: give an origin such as https://example.org (scheme://host[:port])")

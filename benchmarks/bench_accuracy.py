@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from benchmarks.report import write_report  # noqa: E402
 from parameters import EMOTIONS  # noqa: E402
 
 SHORT = {"Angry": "Ang", "Disgust": "Dis", "Fear": "Fea", "Happy": "Hap", "Sad": "Sad", "Surprise": "Sur",
@@ -149,11 +150,7 @@ def main(argv=None) -> int:
         "\n\nECE: expected calibration error on PrivateTest (15 bins), before and after temperature scaling with T "
         + ("stored in the model's metadata (calibrate.py)" if stored else
            "fitted here on PublicTest") + " (peers: T fitted here on PublicTest).")
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+    return write_report(text, args.out)
 
 
 if __name__ == "__main__":

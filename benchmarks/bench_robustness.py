@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from benchmarks.report import write_report  # noqa: E402
+
 
 def _blur(faces, rng):
     import cv2
@@ -130,11 +132,7 @@ def main(argv=None) -> int:
     for condition in CONDITIONS:
         lines.append(f"| {condition} | " + " | ".join(f"{100 * acc[condition]:.1f} %" for _, acc in columns) + " |")
     text = "\n".join(lines) + f"\n\n{n} PublicTest faces, seed {args.seed}."
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+    return write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from benchmarks.report import write_report  # noqa: E402
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args  # noqa: E402
 from parameters import EMOTIONS  # noqa: E402
 
@@ -311,10 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     footer = (f"detect ms: detection per image + framing{' and alignment' if pipeline.align else ''} per face; "
               f"classify ms: one model call per image with a face; wall time {time.perf_counter() - began:.0f} s")
     print(footer)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"pipeline: {pipeline}\n\n" + "\n\n".join(texts) + "\n\n" + footer + "\n")
-    return 0
+    return write_report(f"pipeline: {pipeline}\n\n" + "\n\n".join(texts) + "\n\n" + footer, args.out, show=False)
 
 
 if __name__ == "__main__":
