@@ -4,6 +4,8 @@
     python evaluate.py --model runs/b/model.keras --data out/fer2013
     # one split, with flip test-time augmentation, files written elsewhere
     python evaluate.py --model runs/b/model.keras --data out/fer2013 --split PrivateTest --tta --out reports/b
+    # ten-crop TTA: five 46x46 crops and their mirrors, ten model calls per face
+    python evaluate.py --model runs/b/model.keras --data out/fer2013 --split PublicTest --tta ten-crop
     # photos: DIR/<class>/*.jpg (happy/, Sad/, anger/ ...) through predict.py's face pipeline
     python evaluate.py --model runs/b/model.keras --images-dir photos/ --detector dlib --no-align --out reports/photos
     # photos that are already face crops
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from errors import EXIT_OK, run_main
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
+from parameters import TTA_MODES
 
 SPLITS = ("PrivateTest", "PublicTest")
 
@@ -39,8 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", choices=SPLITS, action="append",
                         help="with --data: the split to score, repeatable (default both; PrivateTest is for "
                         "reporting, never for choosing)")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
-                        help="with --data: average each face's probabilities with its mirror image's")
+    parser.add_argument("--tta", nargs="?", const="flip", default=None, choices=TTA_MODES,
+                        help="with --data: test-time augmentation; --tta alone or --tta flip averages each face's "
+                        "probabilities with its mirror image's, --tta ten-crop over five crops and their mirrors "
+                        "(raw-face models; ten model calls per face) (default: none)")
     add_face_arguments(parser, FacePipeline.for_photos(), model=False)  # with --images-dir: predict.py's pipeline
     parser.add_argument("--out", type=Path, help="folder for metrics and confusion matrices (default: the model's)")
     parser.add_argument("--verbose", type=int, choices=[0, 1], default=1,

@@ -40,6 +40,9 @@ SCHEDULES: tuple[str, ...] = ("exponential", "cosine", "onecycle")
 # Weight initialisers of Models A/B: Keras' default (Glorot uniform) or the 2016 code's tflearn defaults.
 INITIALIZERS: tuple[str, ...] = ("keras", "tflearn")
 SVM_KERNELS: tuple[str, ...] = ("rbf", "linear", "poly", "sigmoid")
+# Test-time augmentation at evaluation: "flip" averages each face with its mirror image; "ten-crop" averages ten
+# views, five 46x46 crops (corners and centre, resized back to 48x48) and their mirrors (data.augment.ten_crop_views).
+TTA_MODES: tuple[str, ...] = ("flip", "ten-crop")
 DETECTORS: tuple[str, ...] = ("dlib", "haar", "cnn", "dlib+haar", "dlib+cnn")  # inference.faces.DETECTOR_STAGES
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
 
@@ -160,6 +163,10 @@ class Training:
         "image, are mixed into the targets (several: space- or comma-separated)", metavar="MODEL")
     distill_weight: float = option(
         0.5, "with --teacher: target = (1 - w) * label + w * teacher probabilities", at_least=0, at_most=1)
+    teacher_tta: str = option(
+        "flip", "with --teacher: the views of each face a teacher averages: flip (the face and its mirror image) or "
+        "ten-crop (five 46x46 crops resized to 48x48, and their mirrors; raw-pixel teachers; 5x a teacher's cost)",
+        choices=TTA_MODES)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Evaluates, on PublicTest and PrivateTest of ``../shared/data/fer2013.csv.gz``:
   * our model (the bundled ``models/pretrained/fer_model.keras`` unless ``--model`` is given), without and with
-    flip test-time augmentation (the mean of the face's and its mirror image's probabilities);
+    test-time augmentation: flip (the mean of the face's and its mirror image's probabilities) and ten-crop (the
+    mean over five 46x46 crops resized to 48x48 and their mirrors; ten model calls per face);
   * every ``.hdf5`` peer in ``../shared/peers`` (mini-Xception, big-Xception): 64x64 input, ``x/255``, ``(x-0.5)*2``.
 Prints a markdown table (accuracy on both splits, per-class recall on PrivateTest, images/s of the classifier at
 batch 256 on this machine, and PrivateTest's expected calibration error before and after temperature scaling) and
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 from benchmarks.report import write_report  # noqa: E402
-from parameters import EMOTIONS  # noqa: E402
+from parameters import EMOTIONS, TTA_MODES  # noqa: E402
 
 SHORT = {"Angry": "Ang", "Disgust": "Dis", "Fear": "Fea", "Happy": "Hap", "Sad": "Sad", "Surprise": "Sur",
          "Neutral": "Neu"}
@@ -61,23 +62,29 @@ def resized(faces: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in faces])
 
 
-def evaluate(name, classifier, splits, batch_size, tta=False, temperature=None) -> dict:
+def evaluate(name, classifier, splits, batch_size, tta=None, temperature=None) -> dict:
     """Accuracy per split, PrivateTest recall per class, images/s (PrivateTest, without TTA time doubling), and
     PrivateTest's expected calibration error before and after temperature scaling: ``temperature`` (the model's
     stored one) or, when None, one fitted here on PublicTest (``classifier`` must return uncalibrated probabilities).
+    ``tta``: None, "flip" or "ten-crop"; images/s then counts every view's model call.
     """
+    from data.augment import ten_crop_views
     from inference.calibration import apply_temperature, expected_calibration_error, fit_temperature
 
     size = getattr(classifier, "input_size", 48)
     names = list(classifier.class_names)
-    row = {"name": name + (" + flip TTA" if tta else "")}
+    row = {"name": name + (f" + {tta} TTA" if tta else "")}
     for split_name, split in splits.items():
         faces = resized(split.images, size)
-        probs, rate = predict_all(classifier, faces, batch_size)
-        if tta:
-            flipped, rate_flip = predict_all(classifier, np.ascontiguousarray(faces[:, :, ::-1]), batch_size)
-            probs = (probs + flipped) / 2
-            rate = 1 / (1 / rate + 1 / rate_flip)
+        if tta == "ten-crop":
+            views = ten_crop_views(faces)
+        elif tta == "flip":
+            views = [faces, np.ascontiguousarray(faces[:, :, ::-1])]
+        else:
+            views = [faces]
+        results = [predict_all(classifier, view, batch_size) for view in views]
+        probs = np.mean([p for p, _ in results], axis=0)
+        rate = 1 / sum(1 / r for _, r in results)
         # Map the model's classes to FER2013 indices so subsets (e.g. 5 expressions) are scored on their classes.
         to_fer = np.array([EMOTIONS.index(c) for c in names])
         keep = np.isin(split.labels, to_fer)
@@ -140,7 +147,8 @@ def main(argv=None) -> int:
         stored = (metadata.get("calibration") or {}).get("temperature")
         label = f"ours: {metadata.get('model_name', '?')} ({model.count_params():,} params, {model_path.name})"
         rows.append(evaluate(label, ours, splits, args.batch_size, temperature=stored))
-        rows.append(evaluate(label, ours, splits, args.batch_size, tta=True, temperature=stored))
+        for mode in TTA_MODES:
+            rows.append(evaluate(label, ours, splits, args.batch_size, tta=mode, temperature=stored))
     peers = args.peers if args.peers is not None else sorted((SHARED / "peers").glob("*.hdf5"))
     for path in peers:
         peer = PeerClassifier(path)

@@ -38,30 +38,41 @@ def evaluate(
     labels: np.ndarray,
     features: np.ndarray | None,
     *,
-    tta: bool = False,
+    tta: bool | str = False,
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``(n, 48, 48)`` images with ``(n,)`` int labels [and ``(n, d)`` features].
 
-    ``tta``: average the probabilities of each face and its mirror image (landmarks mirrored, HOG recomputed from
-    the mirrored face). Returns ``accuracy``, ``n``, ``class_names``, ``per_class`` {name: precision,
-    recall, f1, support}, ``macro_avg``, ``weighted_avg``, ``confusion_matrix`` (rows true, columns predicted),
-    ``report`` (text) and ``tta`` (whether it was applied).
+    ``tta``: ``True`` or ``"flip"`` averages the probabilities of each face and its mirror image (landmarks mirrored,
+    HOG recomputed from the mirrored face); ``"ten-crop"`` averages ten views (``data.augment.ten_crop_views``; raw
+    faces only). Returns ``accuracy``, ``n``, ``class_names``, ``per_class`` {name: precision, recall, f1, support},
+    ``macro_avg``, ``weighted_avg``, ``confusion_matrix`` (rows true, columns predicted), ``report`` (text), ``tta``
+    (whether any was applied) and ``tta_mode`` (``"none"``, ``"flip"`` or ``"ten-crop"``).
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from data.augment import flip_features, flip_images
+    from data.augment import flip_features, flip_images, ten_crop_views
 
+    mode = tta_mode(tta)
     class_names = list(metadata["class_names"])
     k = len(class_names)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= k):
         raise EvaluationError(f"labels outside 0..{k - 1} for the model's {k} classes")
-    probabilities = predict_probabilities(model, images, features, batch_size=batch_size)
+    feature_set = metadata.get("feature_set", "raw")
+    if mode == "ten-crop":
+        if features is not None:
+            raise EvaluationError(f"ten-crop TTA needs a model on raw faces, not the {feature_set!r} feature set "
+                                  "(its landmarks and HOG would have to follow each crop); use flip TTA")
+        probabilities = np.mean(
+            [predict_probabilities(model, view, None, batch_size=batch_size) for view in ten_crop_views(images)],
+            axis=0,
+        ) if len(images) else predict_probabilities(model, images, None, batch_size=batch_size)
+    else:
+        probabilities = predict_probabilities(model, images, features, batch_size=batch_size)
     if probabilities.shape != (len(labels), k):
         raise EvaluationError(f"model output {probabilities.shape} does not match {len(labels)} samples x {k} classes")
-    feature_set = metadata.get("feature_set", "raw")
-    if tta:  # every feature set can be mirrored: landmarks are re-indexed, HOG is recomputed
+    if mode == "flip":  # every feature set can be mirrored: landmarks are re-indexed, HOG is recomputed
         flipped = flip_images(images)
         mirrored = None
         if features is not None:
@@ -86,8 +97,22 @@ def evaluate(
         "weighted_avg": {m.replace("-score", ""): float(report["weighted avg"][m]) for m in metric_names},
         "confusion_matrix": confusion_matrix(labels, predictions, labels=list(range(k))).tolist(),
         "report": text,
-        "tta": bool(tta),
+        "tta": mode != "none",
+        "tta_mode": mode,
     }
+
+
+def tta_mode(tta: bool | str | None) -> str:
+    """``False``/``None``/``"none"`` -> ``"none"``, ``True`` -> ``"flip"``, or a name from ``parameters.TTA_MODES``."""
+    from parameters import TTA_MODES
+
+    if tta is None or tta is False or tta == "none":
+        return "none"
+    if tta is True:
+        return "flip"
+    if tta not in TTA_MODES:
+        raise EvaluationError(f"TTA {tta!r}: choose one of {', '.join(TTA_MODES)}")
+    return tta
 
 
 def plot_confusion_matrix(
@@ -137,7 +162,7 @@ def evaluate_run(
     data_dir: str | Path,
     out_dir: str | Path | None = None,
     *,
-    tta: bool = False,
+    tta: bool | str = False,
     splits: tuple[str, ...] = ("PublicTest", "PrivateTest"),
     verbose: int = 1,
 ) -> dict[str, Any]:
@@ -154,7 +179,8 @@ def evaluate_run(
     model, metadata = load_model(model_path)
     feature_set = metadata["feature_set"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, Any] = {"model_path": str(model_path), "data_dir": str(data_dir), "tta": tta}
+    metrics: dict[str, Any] = {"model_path": str(model_path), "data_dir": str(data_dir), "tta": tta_mode(tta) != "none",
+                               "tta_mode": tta_mode(tta)}
     for split in splits:
         data = load_split(data_dir, split, feature_set, n_classes=len(metadata["class_names"]))
         if data.features is not None and data.features.shape[1] != metadata["feature_dim"]:
@@ -175,7 +201,7 @@ def evaluate_run(
             metrics[key] = result["accuracy"]
         metrics[split] = {k: v for k, v in result.items() if k != "report"}
         if verbose:
-            print(f"{split}: accuracy {result['accuracy']:.4f} ({result['n']} faces, TTA {result['tta']})")
+            print(f"{split}: accuracy {result['accuracy']:.4f} ({result['n']} faces, TTA {result['tta_mode']})")
             print(result["report"], flush=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics

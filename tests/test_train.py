@@ -374,6 +374,7 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
     from data.batches import batch_generator
     from data.splits import load_split
     from parameters import Config
+    from training.run import TrainingError
     from training.teacher import make_teacher
 
     teacher_dir = tmp_path / "teacher"
@@ -400,6 +401,17 @@ def test_distillation_mixes_flip_averaged_teacher_probabilities_into_targets(tra
     hog_plain = next(batch_generator(hog_data, 3, hog_config))[1]
     expected = 0.5 * (model.predict(hog_images, verbose=0) + model.predict(hog_images[:, :, ::-1], verbose=0))
     np.testing.assert_allclose(hog_targets, 0.75 * hog_plain + 0.25 * expected, atol=1e-5)
+    # --teacher-tta ten-crop: the teacher averages the ten views of each augmented face
+    from data.augment import ten_crop_views
+
+    ten_config = config.with_overrides({"teacher_tta": "ten-crop"})
+    _, ten_targets = next(batch_generator(train_data, 3, ten_config, teacher=make_teacher(path, ten_config, names)))
+    expected = np.mean([model.predict(v[..., None], verbose=0) for v in ten_crop_views(images[..., 0])], axis=0)
+    np.testing.assert_allclose(ten_targets, 0.75 * plain[1] + 0.25 * expected, atol=1e-5)
+    with pytest.raises(TrainingError, match="ten-crop needs a raw-pixel teacher"):
+        make_teacher(str(trained_run / "model.keras"), ten_config.with_overrides(
+            {"feature_set": json.loads((trained_run / "model.meta.json").read_text())["feature_set"]}),
+            json.loads((trained_run / "model.meta.json").read_text())["class_names"])
     # through train.py, and a teacher of another feature set is refused by name
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
                     "--batch-size", "32", "--teacher", path, "--out", tmp_path / "student", "--verbose", "2") == 0

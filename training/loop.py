@@ -133,7 +133,7 @@ def train_keras(run: TrainingRun, *, resume: bool = False) -> TrainResult:
     keeper = EpochKeeper(run, state, best_model)
     if tr.epochs > initial_epoch and not state["stopped_early"]:
         if run.teacher is not None:
-            run.log(f"distilling from {', '.join(tr.teacher)} (weight {tr.distill_weight})")
+            run.log(f"distilling from {', '.join(tr.teacher)} (weight {tr.distill_weight}, {tr.teacher_tta} views)")
         model.fit(
             batch_generator(run.train_data, run.n_classes, config, initial_epoch=initial_epoch, teacher=run.teacher),
             steps_per_epoch=steps,

@@ -13,15 +13,17 @@ from training.run import TrainingError
 def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list[str]):
     """Load the saved models ``paths`` (``Training.teacher``; a comma-separated string also works) as one teacher
     ``(images, features) -> (n, k) float32``: the mean of their probabilities, each averaged with the mirror
-    image's (landmarks mirrored, HOG recomputed).
+    image's (landmarks mirrored, HOG recomputed), or with ``Training.teacher_tta == "ten-crop"`` over the ten views
+    of ``data.augment.ten_crop_views``.
     A teacher sees the student's feature set, or only the pixels when it is a ``raw`` model (so a pixel model can
     teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
     import tensorflow as tf
 
-    from data.augment import flip_features, flip_images
+    from data.augment import flip_features, flip_images, ten_crop_views
     from models.io import load_model
 
     fs = config.dataset.feature_set
+    ten_crop = config.training.teacher_tta == "ten-crop"
     teachers = []
     paths = paths.split(",") if isinstance(paths, str) else paths
     for path in [p.strip() for p in paths if p.strip()]:
@@ -36,6 +38,9 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
             raise TrainingError(f"--teacher {path}: it has classes {theirs}, not {class_names}")
         if meta.get("feature_set") not in ("raw", fs):
             raise TrainingError(f"--teacher {path}: it has feature_set {meta.get('feature_set')}, not raw or {fs}")
+        if ten_crop and meta.get("feature_set") != "raw":
+            raise TrainingError(f"--teacher {path}: --teacher-tta ten-crop needs a raw-pixel teacher, not "
+                                f"feature_set {meta.get('feature_set')} (use --teacher-tta flip)")
         function = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
         teachers.append((function, meta["feature_set"]))
     if not teachers:
@@ -44,6 +49,9 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
     def teacher(images: np.ndarray, features: np.ndarray | None) -> np.ndarray:
         outputs = []
         for function, teacher_fs in teachers:
+            if ten_crop:
+                outputs.extend(np.asarray(function(model_inputs(view, None))) for view in ten_crop_views(images))
+                continue
             feats = None if teacher_fs == "raw" else features
             outputs.append(np.asarray(function(model_inputs(images, feats))))
             flipped = flip_images(images)
