@@ -26,7 +26,7 @@ import numpy as np
 from data.dataset import FORMAT_VERSION
 from data.features import compute_feature_arrays
 from data.fer2013 import Fer2013Data, load_fer2013
-from data.ferplus import FERPLUS_CLASSES, read_ferplus, relabel
+from data.ferplus import FERPLUS_CLASSES, blend_labels, read_ferplus, relabel
 from data.landmarks import LandmarkExtractor, default_shape_predictor_path
 from errors import UserError
 from parameters import EMOTIONS
@@ -371,22 +371,6 @@ def convert(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
-
-
-def blend_labels(data: Fer2013Data, votes: np.ndarray, blend: float) -> np.ndarray:
-    """(N, 7) float32 per csv data row: ``(1 - blend) * one-hot(FER2013 label) + blend * votes / votes.sum()`` over
-    FER2013's seven classes (``votes``: FER+ counts in FERPLUS_CLASSES order; Contempt's column is not used).
-    Rows whose seven counts are all 0 keep the one-hot; rows not in ``data`` stay 0."""
-    k = len(EMOTIONS)
-    seven = np.asarray(votes, dtype=np.float64)[:, :k]
-    total = seven.sum(axis=1, keepdims=True)
-    out = np.zeros((len(seven), k), dtype=np.float64)
-    for split in data.splits.values():
-        rows = split.rows if split.rows is not None else np.arange(len(split))
-        onehot = np.eye(k)[split.labels]
-        mixed = (1 - blend) * onehot + blend * seven[rows] / np.maximum(total[rows], 1)
-        out[rows] = np.where(total[rows] > 0, mixed, onehot)
-    return out.astype(np.float32)
 
 
 def _with_soft_labels(

@@ -19,6 +19,7 @@ This is plurality voting, as most FER+ papers describe it; Microsoft's reference
 single votes and requires more than half of the remaining votes), which keeps fewer faces.
 
 Soft labels (``soft_labels``): the eight emotion counts divided by their sum, (n, 8) float32 rows summing to 1.
+Blended labels (``blend_labels``): FER2013's own label kept, mixed with the FER+ votes over its seven classes.
 """
 
 from __future__ import annotations
@@ -132,6 +133,22 @@ def soft_labels(votes: np.ndarray) -> np.ndarray:
     votes = np.asarray(votes, dtype=np.float64)
     total = votes.sum(axis=1, keepdims=True)
     return (votes / np.maximum(total, 1)).astype(np.float32)
+
+
+def blend_labels(data: Fer2013Data, votes: np.ndarray, blend: float) -> np.ndarray:
+    """(N, 7) float32 per csv data row: ``(1 - blend) * one-hot(FER2013 label) + blend * votes / votes.sum()`` over
+    FER2013's seven classes (``votes``: FER+ counts in FERPLUS_CLASSES order; Contempt's column is not used).
+    Rows whose seven counts are all 0 keep the one-hot; rows not in ``data`` stay 0."""
+    k = len(EMOTIONS)
+    seven = np.asarray(votes, dtype=np.float64)[:, :k]
+    total = seven.sum(axis=1, keepdims=True)
+    out = np.zeros((len(seven), k), dtype=np.float64)
+    for split in data.splits.values():
+        rows = split.rows if split.rows is not None else np.arange(len(split))
+        onehot = np.eye(k)[split.labels]
+        mixed = (1 - blend) * onehot + blend * seven[rows] / np.maximum(total[rows], 1)
+        out[rows] = np.where(total[rows] > 0, mixed, onehot)
+    return out.astype(np.float32)
 
 
 @dataclass(frozen=True)
