@@ -272,6 +272,29 @@ def test_bundled_lineage_is_what_the_code_builds_from_its_runs_configs(tmp_path)
     assert embedded["training_lineage"] == lineage and meta["training_command"] == lineage[-1]
 
 
+def test_lineage_continues_from_a_model_that_carries_its_own(tmp_path):
+    """A run that fine-tunes the bundled model (whose run folders are gone) gets the bundled model's stored
+    lineage, then its own command, which names the bundled model by its last run."""
+    import shutil
+
+    from training.lineage import training_lineage
+
+    bundled = ROOT / "models" / "pretrained" / "fer_model.keras"
+    (tmp_path / "models" / "pretrained").mkdir(parents=True)
+    shutil.copy(bundled, tmp_path / "models" / "pretrained" / "fer_model.keras")
+    (tmp_path / "runs" / "next").mkdir(parents=True)
+    config = Config().with_overrides({"model": "fernet", "feature_set": "raw", "epochs": 2,
+                                      "init_from": "models/pretrained/fer_model.keras",
+                                      "teacher": ["models/pretrained/fer_model.keras"]})
+    (tmp_path / "runs" / "next" / "config.json").write_text(json.dumps(config.to_dict()))
+    stored = json.loads((ROOT / "models" / "pretrained" / "fer_model.meta.json").read_text())["training_lineage"]
+    lineage = training_lineage("runs/next", "D", root=tmp_path)
+    assert lineage[:-1] == stored and len(lineage) == len(stored) + 1
+    last_out = shlex.split(stored[-1])[shlex.split(stored[-1]).index("--out") + 1]
+    assert f"--init-from {last_out}/model.keras" in lineage[-1]
+    assert f"--teacher {last_out}/model.keras" in lineage[-1] and "models/pretrained" not in lineage[-1]
+
+
 def test_lineage_follows_init_from_and_teachers_ancestors_first(tmp_path):
     from training.lineage import LineageError, training_lineage
 

@@ -74,10 +74,27 @@ def read_run_config(run_dir: str | Path) -> Config:
 def training_lineage(run_dir: str | Path, data: str | Path, *, root: str | Path = ".") -> list[str]:
     """The ``train.py`` commands of ``run_dir`` and of every run it started from (``init_from``) or distilled from
     (``teacher``), each ancestor before the runs that use it. Model paths in the configs are taken relative to
-    ``root`` (where the runs were started); a model's run folder is the folder holding it."""
+    ``root`` (where the runs were started); a model's run folder is the folder holding it.
+
+    A model whose folder is not a run folder but whose metadata carries ``training_lineage`` (the bundled model,
+    whose run folders are gone) contributes that stored lineage, and the commands that use it name it by its own
+    last run, ``<its --out>/model.keras``, so the list reads as one chain."""
     root = Path(root)
     order: list[str] = []
     commands: dict[str, str] = {}
+    aliases: dict[str, str] = {}  # model path -> <last --out>/model.keras, for models with a stored lineage
+
+    def stored(model: str) -> list[str] | None:
+        path = root / model
+        if not path.is_file() or any((path.parent / n).is_file() for n in ("config.json", "model.meta.json")):
+            return None
+        from models.io import read_metadata
+
+        try:
+            lineage = read_metadata(path).get("training_lineage")
+        except (OSError, ValueError) as err:
+            raise LineageError(f"{path}: unreadable metadata ({err})") from None
+        return list(lineage) if lineage else None
 
     def visit(run: Path, path: tuple[str, ...]) -> None:
         key = run.as_posix()
@@ -91,7 +108,22 @@ def training_lineage(run_dir: str | Path, data: str | Path, *, root: str | Path 
             raise LineageError(f"{root / run}: {err}") from None
         sources = [m for m in (config.training.init_from, *config.training.teacher) if m]
         for model in sources:
-            visit(Path(model).parent, (*path, key))
+            lineage = stored(model)
+            if lineage is None:
+                visit(Path(model).parent, (*path, key))
+                continue
+            for command in lineage:
+                words = shlex.split(command)
+                out = words[words.index("--out") + 1] if "--out" in words else model
+                if out not in commands:
+                    commands[out] = command
+                    order.append(out)
+            aliases[model] = f"{out}/model.keras"
+        tr = config.training
+        config = config.with_overrides({
+            "init_from": aliases.get(tr.init_from, tr.init_from),
+            "teacher": [aliases.get(t, t) for t in tr.teacher],
+        })
         commands[key] = train_command(config, data, run)
         order.append(key)
 
