@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --data: the split to score, repeatable (default both; PrivateTest is for "
                         "reporting, never for choosing)")
     parser.add_argument("--tta", nargs="?", const="flip", default=None, choices=TTA_MODES,
-                        help="with --data: test-time augmentation; --tta alone or --tta flip averages each face's "
+                        help="test-time augmentation; --tta alone or --tta flip averages each face's "
                         "probabilities with its mirror image's, --tta ten-crop over five crops and their mirrors "
                         "(raw-face models; ten model calls per face) (default: none)")
     add_face_arguments(parser, FacePipeline.for_photos(), model=False)  # with --images-dir: predict.py's pipeline
@@ -51,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", type=int, choices=[0, 1], default=1,
                         help="0: only the summary line; 1: reports and a progress bar (default)")
     args = parser.parse_args(argv)
-    if args.images_dir is not None and (args.split or args.tta):
-        parser.error("--split and --tta go with --data, not --images-dir")
+    if args.images_dir is not None and args.split:
+        parser.error("--split goes with --data, not --images-dir")
     if args.data is not None and pipeline_from_args(args) != FacePipeline.for_photos():
         parser.error("the face pipeline flags (--detector, --assume-face, --align ...) go with --images-dir, not "
                      "--data (its faces are cropped)")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from inference.folder_eval import evaluate_folder_run
 
         metrics = evaluate_folder_run(args.model, args.images_dir, out, pipeline=pipeline_from_args(args),
-                                      verbose=args.verbose)
+                                      verbose=args.verbose, tta=args.tta)
         print(f"accuracy {metrics['accuracy']:.4f} on {metrics['n_images']} images "
               f"({metrics['n_no_face']} without a face); metrics: {out / 'folder_metrics.json'}")
         return EXIT_OK

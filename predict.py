@@ -34,6 +34,7 @@ from pathlib import Path
 
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, UserError
 from inference.backends import add_backend_argument
+from inference.classifiers import add_tta_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from inference.image_limits import DEFAULT_MAX_PIXELS
 
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
     add_face_arguments(parser, FacePipeline.for_photos())
     add_backend_argument(parser)
+    add_tta_argument(parser)
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="label a face 'uncertain' when its top probability is below P (0..1; the JSON keeps "
                         "every probability; calibrate.py makes P mean what it says). Default 0: always a class")
@@ -133,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 
     max_pixels = int(args.max_pixels * 1e6)
     try:
-        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend, tta=args.tta)
     except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -28,6 +28,7 @@ from pathlib import Path
 from config_fields import below_one, non_negative_float, positive_int
 from errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UserError
 from inference.backends import add_backend_argument
+from inference.classifiers import add_tta_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 from parameters import VideoPredictor
 
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_face_arguments(parser, FacePipeline.for_video())
     add_backend_argument(parser)
+    add_tta_argument(parser)
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=True, help="show a window")
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
     parser.add_argument(
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_tensorflow(args.verbose)
         from inference.predictor import FacePredictor
 
-        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend, tta=args.tta)
         records = RecordsWriter(args.records, predictor.class_names, overwrite=args.overwrite) if args.records else None
         with records or nullcontext():
             stats = run_video(

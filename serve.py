@@ -28,6 +28,7 @@ import sys
 from config_fields import positive_float, positive_int
 from errors import EXIT_ERROR, EXIT_OK, UserError
 from inference.backends import add_backend_argument
+from inference.classifiers import add_tta_argument
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args
 
 LOOPBACK_NAMES = ("localhost",)
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
     add_face_arguments(parser, FacePipeline.for_photos())  # uploads; webcam frames use the video pipeline
     add_backend_argument(parser)
+    add_tta_argument(parser)
     parser.add_argument(
         "--cors",
         action="append",
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         cors_origins=tuple(args.cors),
     )
     try:
-        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend)
+        predictor = FacePredictor(args.model, pipeline=pipeline_from_args(args), backend=args.backend, tta=args.tta)
         stream_predictor = FacePredictor(classifier=predictor.classifier, pipeline=FacePipeline.for_video())
     except (UserError, ValueError) as err:  # model, backend or detector files: one line
         sock.close()

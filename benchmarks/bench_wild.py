@@ -16,6 +16,7 @@ tool a user would pick instead. Without it the row is skipped with a note.
     python benchmarks/bench_wild.py --detector dlib --detect-size 1024 --no-align     # an older pipeline
     python benchmarks/bench_wild.py --sets sfew_frames --limit 100 --no-fer2013       # a quick look
     python benchmarks/bench_wild.py --detect-only --detector dlib+cnn                  # detection rates only
+    python benchmarks/bench_wild.py --tta flip ten-crop                                # + rows with TTA
 
 Timings are wall-clock on this machine; on a shared machine they are noisy, compare rows of one run.
 """
@@ -36,7 +37,7 @@ SHARED = ROOT.parent / "shared"
 
 from benchmarks.report import write_report  # noqa: E402
 from inference.faces import FacePipeline, add_face_arguments, pipeline_from_args  # noqa: E402
-from parameters import EMOTIONS  # noqa: E402
+from parameters import EMOTIONS, TTA_MODES  # noqa: E402
 
 SETS = ("sfew_frames", "lfw_web")
 SHORT = {"Angry": "Ang", "Disgust": "Dis", "Fear": "Fea", "Happy": "Hap", "Sad": "Sad", "Surprise": "Sur",
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="use N images per set, evenly spread over the sorted list (so every class keeps its "
                              "share)")
     parser.add_argument("--out", type=Path, help="also write the markdown tables here")
+    parser.add_argument("--tta", nargs="+", choices=TTA_MODES, default=[], metavar="MODE",
+                        help=f"also a row per model and test-time augmentation mode ({', '.join(TTA_MODES)}), on "
+                             "the same detected faces")
     add_face_arguments(parser, FacePipeline.for_photos(), model=False)
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -118,9 +122,10 @@ def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def load_models(paths: list[Path] | None) -> list[tuple[str, object]]:
-    """(name, classifier) for the given models, default the bundled one and the shared peers."""
-    from inference.classifiers import DEFAULT_MODEL_PATH, load_classifier
+def load_models(paths: list[Path] | None, tta: list[str] = ()) -> list[tuple[str, object]]:
+    """(name, classifier) for the given models, default the bundled one and the shared peers; then each model again
+    with each ``tta`` mode."""
+    from inference.classifiers import DEFAULT_MODEL_PATH, load_classifier, with_tta
 
     if paths is None:
         paths = [DEFAULT_MODEL_PATH, *sorted((SHARED / "peers").glob("*.hdf5"))]
@@ -130,9 +135,11 @@ def load_models(paths: list[Path] | None) -> list[tuple[str, object]]:
         names = list(classifier.class_names)
         if names != list(EMOTIONS):
             raise SystemExit(f"error: {path}: classes {names}; this benchmark needs FER2013's 7 classes in order")
-        label = "bundled" if path == DEFAULT_MODEL_PATH else path.stem.split(".")[0].replace("fer2013_", "")
+        bundled = Path(path).resolve() == DEFAULT_MODEL_PATH
+        label = "bundled" if bundled else path.stem.split(".")[0].replace("fer2013_", "")
         models.append((f"{label} ({path.name})", classifier))
-    return models
+    augmented = [(f"{name} + {mode} TTA", with_tta(classifier, mode)) for name, classifier in models for mode in tta]
+    return models + augmented
 
 
 def private_test_faces(csv: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     pipeline = pipeline_from_args(args)
     print(f"pipeline: {pipeline}")
-    models = [] if args.detect_only else load_models(args.models)
+    models = [] if args.detect_only else load_models(args.models, args.tta)
     fer, why_not = (None, "not asked (--no-fer)") if not args.fer or args.detect_only else load_fer_package()
     if fer is None and not args.detect_only:
         print(f"note: fer package row skipped: {why_not}")

@@ -109,6 +109,55 @@ class PeerClassifier:
         return np.asarray(self._call(x[..., None]), dtype=np.float32)
 
 
+class TTAClassifier:
+    """Test-time augmentation around any FaceClassifier: the probabilities of several views of each face, averaged.
+
+    ``flip``: the face and its mirror image (2 calls' worth of faces in one call); ``ten-crop``: five windows of
+    46/48 of the side (corners and centre, resized back) and their mirrors (``data.augment.ten_crop_views``, 10x).
+    Features (landmarks, HOG) are recomputed by the wrapped classifier from each view's pixels.
+    """
+
+    def __init__(self, classifier: FaceClassifier, mode: str):
+        from parameters import TTA_MODES
+
+        if mode not in TTA_MODES:
+            raise PredictorError(f"TTA {mode!r}: choose one of {', '.join(TTA_MODES)}")
+        self.classifier, self.mode = classifier, mode
+        self.class_names, self.input_size = classifier.class_names, classifier.input_size
+        self.metadata = getattr(classifier, "metadata", {})
+        if hasattr(classifier, "backend"):
+            self.backend = classifier.backend
+
+    def views(self, faces: np.ndarray) -> list[np.ndarray]:
+        from data.augment import flip_images, ten_crop_views
+
+        if self.mode == "flip":
+            return [faces, flip_images(faces)]
+        return ten_crop_views(faces, crop=max(1, round(faces.shape[1] * 46 / 48)))
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        if not len(faces):
+            return self.classifier(faces)
+        views = self.views(faces)
+        probabilities = self.classifier(np.concatenate(views))  # one model call for every view
+        return probabilities.reshape(len(views), len(faces), -1).mean(axis=0).astype(np.float32, copy=False)
+
+
+def with_tta(classifier: FaceClassifier, mode: str | None) -> FaceClassifier:
+    """``classifier`` itself for ``none``/None, else a :class:`TTAClassifier` averaging ``mode``'s views."""
+    return classifier if mode in (None, "none") else TTAClassifier(classifier, mode)
+
+
+def add_tta_argument(parser, default: str = "none") -> None:
+    """``--tta {none,flip,ten-crop}`` for the commands that classify photo faces (predict, video, serve, benchmarks)."""
+    from parameters import TTA_MODES
+
+    parser.add_argument("--tta", choices=("none", *TTA_MODES), default=default,
+                        help="test-time augmentation of each face: flip averages it with its mirror image (2x the "
+                             "classifier's cost), ten-crop over five 46/48 crops and their mirrors (10x); the "
+                             "classifier is a small part of a photo's time next to detection (default %(default)s)")
+
+
 def resolve_model_path(model_path: str | Path | None) -> Path:
     """The given path (must exist), else the bundled DEFAULT_MODEL_PATH, else ModelNotFoundError."""
     if model_path is None:

@@ -196,18 +196,20 @@ def evaluate_folder_run(
     *,
     pipeline: FacePipeline | None = None,
     verbose: int = 1,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Load ``model_path`` into a FacePredictor with ``pipeline`` (default ``FacePipeline.for_photos()``, as
-    predict.py), evaluate ``images_dir``, write the files listed in the module docstring to ``out_dir`` (default:
-    the model's folder) and return the metrics."""
+    predict.py) and test-time augmentation ``tta`` (none, flip, ten-crop), evaluate ``images_dir``, write the files
+    listed in the module docstring to ``out_dir`` (default: the model's folder) and return the metrics."""
     from inference.evaluation import plot_confusion_matrix
 
     model_path = Path(model_path)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent
-    predictor = FacePredictor(model_path, pipeline=pipeline or FacePipeline.for_photos())
+    predictor = FacePredictor(model_path, pipeline=pipeline or FacePipeline.for_photos(), tta=tta)
     match_folders(images_dir, predictor.class_names)  # fail on bad folder names before any prediction
     metrics, _ = evaluate_folder(predictor, images_dir, progress=verbose == 1)
     metrics["model_path"] = str(model_path)
+    metrics["tta_mode"] = tta or "none"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "folder_confusion_matrix"
     (out_dir / f"{stem}.json").write_text(

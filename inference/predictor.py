@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from inference.backends import BACKENDS
-from inference.classifiers import FaceClassifier, FerModelClassifier, PredictorError, load_classifier
+from inference.classifiers import FaceClassifier, FerModelClassifier, PredictorError, load_classifier, with_tta
 from inference.faces import Box, DetectedFace, FaceFinder, FacePipeline
 from inference.images import to_grey
 
@@ -71,6 +71,8 @@ class FacePredictor:
             command line with ``inference.faces.pipeline_from_args``).
         classifier: use this FaceClassifier instead of loading ``model_path`` (see ``from_model``).
         backend: ``auto`` (the ONNX twin when present, else Keras), ``onnx`` or ``keras`` (``inference.backends``).
+        tta: ``none`` (or None), ``flip`` or ``ten-crop``: test-time augmentation of each face
+            (``inference.classifiers.TTAClassifier``).
 
     ``timings`` accumulates seconds spent per stage (detect, crop, classify) and ``calls`` counts predict calls.
     """
@@ -87,6 +89,7 @@ class FacePredictor:
         pipeline: FacePipeline | None = None,
         classifier: FaceClassifier | None = None,
         backend: str = "auto",
+        tta: str | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
@@ -95,7 +98,7 @@ class FacePredictor:
                 detector=detector, assume_face=assume_face, detect_size=detect_size, upsample=upsample, align=align
             )
         self.faces = FaceFinder(pipeline)
-        self.classifier = classifier if classifier is not None else load_classifier(model_path, backend)
+        self.classifier = with_tta(classifier if classifier is not None else load_classifier(model_path, backend), tta)
         name = getattr(self.classifier, "metadata", {}).get("model_name", "in-memory")
         self.model_label = f"model {model_path}" if model_path is not None else f"the {name} model"
         self.timings = {"detect": 0.0, "crop": 0.0, "classify": 0.0}

@@ -131,7 +131,7 @@ def test_evaluate_refuses_other_classes_and_mixed_modes(trained_run, tmp_path, c
     assert run_evaluate("--model", tmp_path / "missing.keras", "--data", other) == 1
     assert "missing.keras" in capsys.readouterr().err
     for bad in (["--data", str(other), "--images-dir", str(tmp_path)], ["--data", str(other), "--assume-face"],
-                ["--images-dir", str(tmp_path), "--tta"], []):
+                ["--images-dir", str(tmp_path), "--split", "PublicTest"], []):
         with pytest.raises(SystemExit) as exit_info:
             run_evaluate("--model", trained_run / "model.keras", *bad)
         assert exit_info.value.code == 2

@@ -73,3 +73,58 @@ def test_evaluate_cli_tta_modes(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args([*base, "--tta", "five-crop"])
     assert exit_info.value.code == 2 and "--tta: invalid choice: 'five-crop'" in capsys.readouterr().err
+
+
+class Recorder:
+    """A FaceClassifier that records the faces it is given and scores each face by its left half's mean."""
+
+    class_names = ("left", "right")
+    input_size = 48
+
+    def __init__(self):
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, faces):
+        self.calls.append(faces.copy())
+        left = faces[:, :, :24].mean(axis=(1, 2)) / 255.0
+        return np.stack([left, 1 - left], axis=1).astype(np.float32)
+
+
+def test_tta_classifier_averages_the_views_in_one_call():
+    from inference.classifiers import PredictorError, TTAClassifier, with_tta
+
+    faces = np.zeros((3, 48, 48), np.uint8)
+    faces[:, :, :24] = 255  # bright left half: the plain view says "left" with 1.0, its mirror "right" with 1.0
+    recorder = Recorder()
+    assert with_tta(recorder, "none") is recorder and with_tta(recorder, None) is recorder
+    flip = with_tta(recorder, "flip")
+    probabilities = flip(faces)
+    assert len(recorder.calls) == 1 and recorder.calls[0].shape == (6, 48, 48)  # faces then mirrors, one call
+    np.testing.assert_allclose(probabilities, 0.5)
+    assert flip.class_names == recorder.class_names and flip.input_size == 48
+    ten = TTAClassifier(recorder, "ten-crop")
+    probabilities = ten(faces)
+    assert recorder.calls[-1].shape == (30, 48, 48)
+    expected = np.mean([Recorder()(view) for view in ten_crop_views(faces)], axis=0)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+    assert ten(np.zeros((0, 48, 48), np.uint8)).shape == (0, 2)
+    with pytest.raises(PredictorError, match="TTA 'five-crop'"):
+        TTAClassifier(recorder, "five-crop")
+
+
+def test_predict_cli_tta_reaches_the_predictor(tmp_path, capsys):
+    import predict
+    from tests.conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "m.keras", ["a", "b"])
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    outputs = {}
+    for mode in ("none", "flip", "ten-crop"):
+        assert predict.main(["--image", str(photo), "--model", str(model), "--assume-face", "--tta", mode, "--json",
+                             "--backend", "keras"]) == 0
+        outputs[mode] = capsys.readouterr().out
+    assert outputs["none"] != outputs["flip"] != outputs["ten-crop"]
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--image", str(photo), "--tta", "five-crop"])
+    assert exit_info.value.code == 2
