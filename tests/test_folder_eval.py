@@ -126,4 +126,4 @@ def test_cli_needs_model_and_no_data(photos, capsys):
     assert "--model" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # scoring a saved model is evaluate.py's job, not train.py's
         evaluate.main(["--model", "m.keras", "--images-dir", str(photos), "--split", "PrivateTest"])
-    assert "--split and --tta go with --data" in capsys.readouterr().err
+    assert "--split goes with --data" in capsys.readouterr().err
