@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="use N images per set, evenly spread over the sorted list (so every class keeps its "
                              "share)")
     parser.add_argument("--out", type=Path, help="also write the markdown tables here")
+    parser.add_argument("--equalize", nargs="+", choices=EQUALIZERS, default=[], metavar="MODE",
+                        help="also a row per model with each face's grey levels equalised first: hist (OpenCV's "
+                             "global histogram equalisation) or clahe (clip limit 2, 4x4 tiles)")
     parser.add_argument("--tta", nargs="+", choices=TTA_MODES, default=[], metavar="MODE",
                         help=f"also a row per model and test-time augmentation mode ({', '.join(TTA_MODES)}), on "
                              "the same detected faces")
@@ -122,7 +125,24 @@ def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def load_models(paths: list[Path] | None, tta: list[str] = ()) -> list[tuple[str, object]]:
+EQUALIZERS = ("hist", "clahe")
+
+
+class Equalized:
+    """A FaceClassifier whose faces are histogram-equalised (``hist``) or CLAHE-equalised (``clahe``) first."""
+
+    def __init__(self, classifier, mode: str):
+        import cv2
+
+        self.classifier, self.class_names, self.input_size = classifier, classifier.class_names, classifier.input_size
+        clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+        self.equalize = cv2.equalizeHist if mode == "hist" else clahe.apply
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        return self.classifier(np.stack([self.equalize(face) for face in faces]) if len(faces) else faces)
+
+
+def load_models(paths: list[Path] | None, tta: list[str] = (), equalize: list[str] = ()) -> list[tuple[str, object]]:
     """(name, classifier) for the given models, default the bundled one and the shared peers; then each model again
     with each ``tta`` mode."""
     from inference.classifiers import DEFAULT_MODEL_PATH, load_classifier, with_tta
@@ -139,7 +159,8 @@ def load_models(paths: list[Path] | None, tta: list[str] = ()) -> list[tuple[str
         label = "bundled" if bundled else path.stem.split(".")[0].replace("fer2013_", "")
         models.append((f"{label} ({path.name})", classifier))
     augmented = [(f"{name} + {mode} TTA", with_tta(classifier, mode)) for name, classifier in models for mode in tta]
-    return models + augmented
+    equalized = [(f"{name} + {mode}", Equalized(classifier, mode)) for name, classifier in models for mode in equalize]
+    return models + augmented + equalized
 
 
 def private_test_faces(csv: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     pipeline = pipeline_from_args(args)
     print(f"pipeline: {pipeline}")
-    models = [] if args.detect_only else load_models(args.models, args.tta)
+    models = [] if args.detect_only else load_models(args.models, args.tta, args.equalize)
     fer, why_not = (None, "not asked (--no-fer)") if not args.fer or args.detect_only else load_fer_package()
     if fer is None and not args.detect_only:
         print(f"note: fer package row skipped: {why_not}")
