@@ -34,3 +34,20 @@ def test_wild_files_reads_class_folders_and_limits_evenly(tmp_path):
     assert sorted(label for _, label in files) == [3] * 6 + [4] * 4
     limited = bench_wild.wild_files(tmp_path, 5)
     assert len(limited) == 5 and {label for _, label in limited} == {3, 4}
+
+
+def test_tta_and_equalize_rows_wrap_each_model(tmp_path):
+    from parameters import EMOTIONS
+    from tests.conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "m.keras", list(EMOTIONS))
+    rows = bench_wild.load_models([model], tta=["flip", "ten-crop"], equalize=["clahe"])
+    assert [name for name, _ in rows] == ["m (m.keras)", "m (m.keras) + flip TTA", "m (m.keras) + ten-crop TTA",
+                                          "m (m.keras) + clahe"]
+    faces = np.random.default_rng(0).integers(0, 120, (3, 48, 48), dtype=np.uint8)  # dark faces: CLAHE changes them
+    plain, flip, ten, clahe = (classifier(faces) for _, classifier in rows)
+    for probabilities in (flip, ten, clahe):
+        assert probabilities.shape == (3, len(EMOTIONS)) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+        assert not np.allclose(probabilities, plain)
+    equalized = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+    np.testing.assert_allclose(clahe, rows[0][1](np.stack([equalized.apply(f) for f in faces])), rtol=1e-5)
