@@ -78,6 +78,7 @@ def hparams_from_config(config) -> dict[str, Any]:
         "input_size": config.network.input_size,
         "initializer": config.network.initializer,
         "width": config.network.width,
+        "last_stage_blocks": config.network.last_stage_blocks,
         "svm_kernel": config.hyperparams.svm_kernel,
         "svm_c": config.hyperparams.svm_c,
         "seed": config.training.seed,

@@ -79,6 +79,31 @@ def test_batchnorm_switches_change_the_architecture():
     assert with_fc_bn - without == 2 * (1024 + 1024 + 128)  # not after FC 4096 nor the image FC 128
 
 
+@pytest.mark.parametrize(("feature_dim", "batchnorm"), [(0, True), (12, True), (0, False)])
+def test_grown_fernet_predicts_exactly_what_the_smaller_one_did(feature_dim, batchnorm):
+    from models.fernet import grow_fernet
+
+    options = {"width": 4, "keep_prob": 0.8, "batchnorm_conv": batchnorm}
+    small = build_model("fernet", 3, feature_dim, **options)
+    rng = np.random.default_rng(0)
+    small.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.3 + (1 if w.ndim == 1 else 0)
+                       for w in small.get_weights()])  # not the initial values, so the copy is tested
+    big = build_model("fernet", 3, feature_dim, last_stage_blocks=4, **options)
+    assert trainable_parameters(big) - trainable_parameters(small) == 2 * (
+        2 * (9 * 32 * 32 + (2 * 32 if batchnorm else 32)))  # two blocks of two 3x3 convolutions at 8 x width
+    inputs = [rng.integers(0, 256, (5, 48, 48, 1)).astype(np.float32)]
+    inputs = inputs + [rng.normal(size=(5, feature_dim)).astype(np.float32)] if feature_dim else inputs[0]
+    before = np.asarray(big(inputs, training=False))
+    grow_fernet(big, small.get_weights(), 2, 3, feature_dim, **options)
+    after = np.asarray(big(inputs, training=False))
+    np.testing.assert_allclose(after, np.asarray(small(inputs, training=False)), atol=1e-6)
+    assert not np.allclose(before, after, atol=1e-3)  # the copy did something
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_fernet(small, big.get_weights(), 4, 3, feature_dim, **options)
+    with pytest.raises(ValueError, match="do not fit"):
+        grow_fernet(big, small.get_weights()[:-1], 2, 3, feature_dim, **options)
+
+
 def test_dropout_rate_is_one_minus_keep_prob():
     import keras
 

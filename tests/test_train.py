@@ -88,6 +88,31 @@ def test_train_writes_the_onnx_twin_that_predict_runs(data_dir, tmp_path, capsys
     assert not (tmp_path / "none" / "model.onnx").exists()  # --no-onnx-twin
 
 
+def test_init_from_a_shallower_fernet_grows_it_and_refuses_to_shrink(data_dir, tmp_path, capsys):
+    from models.io import load_model
+
+    fernet = ["--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--batch-size", "32",
+              "--verbose", "0"]
+    assert run_main(*fernet, "--epochs", "1", "--out", tmp_path / "small") == 0
+    small, _ = load_model(tmp_path / "small" / "model.keras")
+    # learning rate ~0: the grown model keeps the weights it started from
+    assert run_main(*fernet, "--epochs", "1", "--last-stage-blocks", "3", "--learning-rate", "1e-12",
+                    "--init-from", tmp_path / "small" / "model.keras", "--out", tmp_path / "grown") == 0
+    grown, meta = load_model(tmp_path / "grown" / "model.keras")
+    assert meta["config"]["network"]["last_stage_blocks"] == 3
+    assert grown.count_params() > small.count_params()
+    # batch-norm statistics aside: the source's kernels, and a new block whose last batch norm still outputs 0
+    for layer in small.layers:
+        if layer.name.endswith(("_conv1", "_conv2", "_proj")) or layer.name == "probabilities":
+            for ours, theirs in zip(grown.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True):
+                np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    np.testing.assert_allclose(grown.get_layer("s3b3_bn2").get_weights()[:2], 0, atol=1e-6)
+    capsys.readouterr()
+    assert run_main(*fernet, "--epochs", "1", "--last-stage-blocks", "1", "--init-from",
+                    tmp_path / "grown" / "model.keras", "--out", tmp_path / "shrunk") == 1
+    assert "--init-from" in capsys.readouterr().err
+
+
 def test_no_standardize_features_feeds_raw_values_as_the_2016_code(data_dir, tmp_path):
     from models.io import load_model
 

@@ -53,11 +53,24 @@ def init_weights(model, path: str, config: Config, class_names: list[str]) -> No
     theirs = (meta.get("model_name"), meta.get("feature_set"), list(meta.get("class_names") or []))
     check_same_task(f"--init-from {path}: it has", theirs, config, class_names)
     weights = source.get_weights()
-    if [w.shape for w in weights] != [w.shape for w in model.get_weights()]:
-        raise TrainingError(
-            f"--init-from {path}: its weights do not fit this network (other width or batch-norm options?)"
-        )
-    model.set_weights(weights)
+    if [w.shape for w in weights] == [w.shape for w in model.get_weights()]:
+        model.set_weights(weights)
+        return
+    theirs_blocks = ((meta.get("config") or {}).get("network") or {}).get("last_stage_blocks", 2)
+    if config.network.model == "fernet" and theirs_blocks < config.network.last_stage_blocks:
+        from models import hparams_from_config
+        from models.fernet import grow_fernet
+
+        feature_dim = int(model.inputs[1].shape[-1]) if len(model.inputs) > 1 else 0
+        try:
+            grow_fernet(model, weights, theirs_blocks, len(class_names), feature_dim, **hparams_from_config(config))
+        except ValueError as err:
+            raise TrainingError(f"--init-from {path}: {err} (other width or batch-norm options?)") from None
+        return
+    raise TrainingError(
+        f"--init-from {path}: its weights do not fit this network (other width, last-stage blocks or batch-norm "
+        "options?)"
+    )
 
 
 def load_checkpoint_state(out_dir: Path, config: Config, class_names: list[str]) -> dict[str, Any] | None:
