@@ -110,7 +110,8 @@ def test_init_from_a_shallower_fernet_grows_it_and_refuses_to_shrink(data_dir, t
     capsys.readouterr()
     assert run_main(*fernet, "--epochs", "1", "--last-stage-blocks", "1", "--init-from",
                     tmp_path / "grown" / "model.keras", "--out", tmp_path / "shrunk") == 1
-    assert "--init-from" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "--width 4 --last-stage-blocks 3" in err  # the flags that would fit
 
 
 def test_no_standardize_features_feeds_raw_values_as_the_2016_code(data_dir, tmp_path):

@@ -67,9 +67,13 @@ def init_weights(model, path: str, config: Config, class_names: list[str]) -> No
         except ValueError as err:
             raise TrainingError(f"--init-from {path}: {err} (other width or batch-norm options?)") from None
         return
+    theirs_net = (meta.get("config") or {}).get("network") or {}
+    hint = ""
+    if config.network.model == "fernet" and "width" in theirs_net:  # name the flags that would fit
+        hint = f"; it is a fernet of --width {theirs_net['width']} --last-stage-blocks {theirs_blocks}"
     raise TrainingError(
         f"--init-from {path}: its weights do not fit this network (other width, last-stage blocks or batch-norm "
-        "options?)"
+        f"options?){hint}"
     )
 
 
