@@ -113,12 +113,12 @@ def grow_fernet(model, source_weights: list, source_blocks: int, n_classes: int,
     if [w.shape for w in source_weights] != [tuple(w.shape) for w in reference.weights]:
         raise ValueError(f"its weights do not fit a fernet of {source_blocks} last-stage blocks with these options")
     reference.set_weights(source_weights)
+    shared = {layer.name: layer for layer in reference.layers}
+    last = "_bn2" if hparams.get("batchnorm_conv", True) else "_conv2"
     for layer in model.layers:
         if not layer.weights:
             continue
-        try:
-            layer.set_weights(reference.get_layer(layer.name).get_weights())
-        except ValueError:  # a new block: no layer of that name in the source
-            last = "_bn2" if hparams.get("batchnorm_conv", True) else "_conv2"
-            if layer.name.endswith(last):  # BN: gamma, beta = 0; convolution: kernel, bias = 0
-                layer.set_weights([np.zeros_like(w) if i < 2 else w for i, w in enumerate(layer.get_weights())])
+        if layer.name in shared:
+            layer.set_weights(shared[layer.name].get_weights())
+        elif layer.name.endswith(last):  # a new block's last BN (gamma, beta) or convolution (kernel, bias) -> 0
+            layer.set_weights([np.zeros_like(w) if i < 2 else w for i, w in enumerate(layer.get_weights())])

@@ -56,7 +56,8 @@ def init_weights(model, path: str, config: Config, class_names: list[str]) -> No
     if [w.shape for w in weights] == [w.shape for w in model.get_weights()]:
         model.set_weights(weights)
         return
-    theirs_blocks = ((meta.get("config") or {}).get("network") or {}).get("last_stage_blocks", 2)
+    theirs_net = (meta.get("config") or {}).get("network") or {}
+    theirs_blocks = theirs_net.get("last_stage_blocks", 2)
     if config.network.model == "fernet" and theirs_blocks < config.network.last_stage_blocks:
         from models import hparams_from_config
         from models.fernet import grow_fernet
@@ -67,7 +68,6 @@ def init_weights(model, path: str, config: Config, class_names: list[str]) -> No
         except ValueError as err:
             raise TrainingError(f"--init-from {path}: {err} (other width or batch-norm options?)") from None
         return
-    theirs_net = (meta.get("config") or {}).get("network") or {}
     hint = ""
     if config.network.model == "fernet" and "width" in theirs_net:  # name the flags that would fit
         hint = f"; it is a fernet of --width {theirs_net['width']} --last-stage-blocks {theirs_blocks}"
