@@ -1,9 +1,11 @@
 """Accuracy and speed of our model against the published FER2013 peers, in one run on the shared data.
 
 Evaluates, on PublicTest and PrivateTest of ``../shared/data/fer2013.csv.gz``:
-  * our model (the bundled ``models/pretrained/fer_model.keras`` unless ``--model`` is given), without and with
-    test-time augmentation: flip (the mean of the face's and its mirror image's probabilities) and ten-crop (the
-    mean over five 46x46 crops resized to 48x48 and their mirrors; ten model calls per face);
+  * our model (the bundled ``models/pretrained/fer_model.keras`` unless ``--model`` is given), through Keras without
+    and with test-time augmentation: flip (the mean of the face's and its mirror image's probabilities) and ten-crop
+    (the mean over five 46x46 crops resized to 48x48 and their mirrors; ten model calls per face);
+  * its ONNX exports on ONNX Runtime with both cores, when they sit beside it: the float twin ``model.onnx`` (what
+    predict.py, predict_from_video.py and serve.py run by default) and the int8 ``model.int8.onnx``;
   * every ``.hdf5`` peer in ``../shared/peers`` (mini-Xception, big-Xception): 64x64 input, ``x/255``, ``(x-0.5)*2``.
 Prints a markdown table (accuracy on both splits, per-class recall on PrivateTest, images/s of the classifier at
 batch 256 on this machine, and PrivateTest's expected calibration error before and after temperature scaling) and
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 from benchmarks.report import write_report  # noqa: E402
+from inference.classifiers import FerModelClassifier  # noqa: E402
 from parameters import EMOTIONS, TTA_MODES  # noqa: E402
 
 SHORT = {"Angry": "Ang", "Disgust": "Dis", "Fear": "Fea", "Happy": "Hap", "Sad": "Sad", "Surprise": "Sur",
@@ -52,6 +55,28 @@ def predict_all(classifier, faces: np.ndarray, batch_size: int) -> tuple[np.ndar
     start = time.perf_counter()
     probs = np.concatenate([classifier(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)])
     return probs, len(faces) / (time.perf_counter() - start)
+
+
+def exported_classifiers(model_path: Path) -> list[tuple[object, str]]:
+    """The model's ONNX exports as uncalibrated classifiers on both cores, each with its row name: the float twin
+    ``model.onnx`` (what predict.py, predict_from_video.py and serve.py run by default) and the int8 file
+    ``model.int8.onnx`` (``export.py --int8``), each when present and exported from this very ``.keras`` file."""
+    from inference.backends import OnnxBackend, read_onnx_metadata
+    from models.export import default_export_path, file_sha256
+
+    found, source = [], file_sha256(model_path)
+    for int8 in (False, True):
+        path = default_export_path(model_path, "onnx", int8=int8)
+        if not path.is_file():
+            print(f"note: no {path.name} beside {model_path}: no row for it", file=sys.stderr)
+            continue
+        metadata = read_onnx_metadata(path)
+        if metadata.get("export", {}).get("source_sha256") not in (None, source):
+            print(f"note: {path} was exported from another version of {model_path.name}: no row", file=sys.stderr)
+            continue
+        backend = OnnxBackend(path, {k: v for k, v in metadata.items() if k != "calibration"}, threads=0)
+        found.append((FerModelClassifier(backend), f"ONNX Runtime {'int8' if int8 else 'float'} ({path.name})"))
+    return found
 
 
 def resized(faces: np.ndarray, size: int) -> np.ndarray:
@@ -122,7 +147,7 @@ def main(argv=None) -> int:
         print(f"error: {args.csv} not found (the shared FER2013 copy lives in ../shared/data)", file=sys.stderr)
         return 1
     from data.fer2013 import load_fer2013
-    from inference.classifiers import FerModelClassifier, PeerClassifier, resolve_model_path
+    from inference.classifiers import PeerClassifier, resolve_model_path
 
     data = load_fer2013(args.csv)
     splits = {}
@@ -149,6 +174,8 @@ def main(argv=None) -> int:
         rows.append(evaluate(label, ours, splits, args.batch_size, temperature=stored))
         for mode in TTA_MODES:
             rows.append(evaluate(label, ours, splits, args.batch_size, tta=mode, temperature=stored))
+        for classifier, runtime in exported_classifiers(model_path):
+            rows.append(evaluate(f"{label}, {runtime}", classifier, splits, args.batch_size, temperature=stored))
     peers = args.peers if args.peers is not None else sorted((SHARED / "peers").glob("*.hdf5"))
     for path in peers:
         peer = PeerClassifier(path)

@@ -3,7 +3,8 @@
     export_model("runs/b/model.keras", "onnx")     # -> runs/b/model.onnx + runs/b/model.onnx.meta.json
     write_onnx_twin("runs/b/model.keras")          # the same, beside the model: the twin predict.py runs on
 
-The bundled model's twin was made by ``python export.py --model models/pretrained/fer_model.keras --format onnx``.
+The bundled model's twin was made by ``python export.py --model models/pretrained/fer_model.keras --format onnx``,
+its int8 version ``fer_model.int8.onnx`` (``models.quantize``) by the same command with ``--int8 --calibration``.
 An ONNX export is checked against Keras on synthetic faces before it replaces anything (``PARITY_ATOL``), and both
 files are written under temporary names and renamed. The sidecar records the source file's SHA-256
 (``export.source_sha256``) so ``inference.backends`` can tell a twin from a stale one.
@@ -46,9 +47,10 @@ class ExportError(UserError, ValueError):
     """A model that cannot be exported (not a Keras model, unknown format, converter missing)."""
 
 
-def default_export_path(model_path: str | Path, fmt: str) -> Path:
-    """``runs/b/model.keras`` -> ``runs/b/model.onnx`` / ``runs/b/model.tflite``."""
-    return Path(model_path).with_suffix(f".{fmt}")
+def default_export_path(model_path: str | Path, fmt: str, int8: bool = False) -> Path:
+    """``runs/b/model.keras`` -> ``runs/b/model.onnx`` / ``runs/b/model.tflite``; int8: ``runs/b/model.int8.onnx``
+    (never the twin's name: the twin is the float graph, within 1e-4 of Keras)."""
+    return Path(model_path).with_suffix(f".int8.{fmt}" if int8 else f".{fmt}")
 
 
 def export_sidecar_path(path: str | Path) -> Path:
@@ -120,7 +122,7 @@ def _versions(fmt: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package in ("tensorflow", "keras", *(("tf2onnx", "onnx") if fmt == "onnx" else ())):
+    for package in ("tensorflow", "keras", *(("tf2onnx", "onnx", "onnxruntime") if fmt == "onnx" else ())):
         with contextlib.suppress(PackageNotFoundError):
             out[package] = version(package)
     return out
@@ -155,28 +157,51 @@ def check_onnx_parity(model, onnx_path: Path, metadata: dict[str, Any], n: int =
     return error
 
 
-def export_model(model_path: str | Path, fmt: str, export_path: str | Path | None = None) -> Path:
+def export_model(model_path: str | Path, fmt: str, export_path: str | Path | None = None, *,
+                 int8_calibration: str | Path | None = None, calibration_faces: int | None = None) -> Path:
     """Export the ``.keras`` model at ``model_path`` to ``fmt`` (onnx | tflite); write the sidecar metadata.
 
     Returns the exported file's path (default: beside the model, see ``default_export_path``). ONNX exports are
     checked against Keras first (``check_onnx_parity``). Nothing is replaced until both files are complete.
-    Raises ExportError for an unknown format, a non-Keras model (the SVM baseline) or a failed parity check.
+
+    ``int8_calibration`` (ONNX only): quantize the checked float graph to int8 (``models.quantize``), activation
+    ranges from ``calibration_faces`` Training faces of that data (a converted directory or a FER2013 csv); the
+    int8 model must then agree with Keras on as many other Training faces (``check_int8``). The sidecar's
+    ``export.quantization`` records how.
+
+    Raises ExportError for an unknown format, a non-Keras model (the SVM baseline) or a failed parity check, and
+    models.quantize.QuantizeError for unusable calibration data or an int8 model too far from Keras.
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose from {list(EXPORT_FORMATS)}")
+    if int8_calibration is not None and fmt != "onnx":
+        raise ExportError(f"int8 quantization is for ONNX exports, not {fmt}")
     model_path = Path(model_path)
     if model_path.suffix != ".keras":
         raise ExportError(f"{model_path}: only Keras models (.keras) can be exported (not the SVM baseline)")
     from models.io import load_model
 
     model, metadata = load_model(model_path)
-    path = Path(export_path) if export_path is not None else default_export_path(model_path, fmt)
+    check_faces = None
+    if int8_calibration is not None:  # read the calibration data before the slow conversion: fail early
+        from models.quantize import CALIBRATION_FACES
+        from models.quantize import calibration_faces as draw_faces
+
+        n = calibration_faces or CALIBRATION_FACES
+        check_faces = draw_faces(int8_calibration, metadata.get("feature_set") or "raw", 2 * n)
+    if export_path is None:
+        export_path = default_export_path(model_path, fmt, int8=int8_calibration is not None)
+    path = Path(export_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     tmp_sidecar = export_sidecar_path(tmp)
+    tmp_float = tmp.with_name(f".{path.stem}.float.partial{path.suffix}")
     try:
         (export_onnx if fmt == "onnx" else export_tflite)(model, tmp)
         parity = check_onnx_parity(model, tmp, metadata) if fmt == "onnx" else None
+        quantization = None
+        if check_faces is not None:
+            quantization = _quantize_checked(model, tmp, tmp_float, check_faces, int8_calibration)
         inputs = [{"name": name, "shape": [None if s is None else int(s) for s in shape], "dtype": "float32"}
                   for name, shape in _input_specs(model)]
         sidecar = {
@@ -189,15 +214,33 @@ def export_model(model_path: str | Path, fmt: str, export_path: str | Path | Non
                 "outputs": [{"name": OUTPUT_NAME, "shape": [None, len(metadata["class_names"])], "dtype": "float32"}],
                 "versions": _versions(fmt),
                 **({"max_abs_diff_vs_keras": parity, "parity_faces": PARITY_FACES} if parity is not None else {}),
+                **({"quantization": quantization} if quantization is not None else {}),
             },
         }
         tmp_sidecar.write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
         os.replace(tmp, path)
         os.replace(tmp_sidecar, export_sidecar_path(path))
     finally:
-        for leftover in (tmp, tmp_sidecar):
+        for leftover in (tmp, tmp_sidecar, tmp_float):
             leftover.unlink(missing_ok=True)
     return path
+
+
+def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibration: str | Path) -> dict:
+    """Replace the float ONNX file ``path`` by its int8 quantization (the float graph moved to ``float_copy``
+    meanwhile), calibrated on the first half of ``faces`` and checked against Keras on the second half."""
+    from models.quantize import check_int8, quantize_onnx
+
+    images, features = faces
+    half = len(images) // 2
+    calib = (images[:half], None if features is None else features[:half])
+    held = (images[half:], None if features is None else features[half:])
+    os.replace(path, float_copy)
+    quantize_onnx(float_copy, path, *calib)
+    reference = np.asarray(model(held[0] if held[1] is None else [held[0], held[1]], training=False), np.float32)
+    report = check_int8(reference, run_exported(path, *held), path)
+    return {"type": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 min-max",
+            "calibration_data": Path(calibration).name, "calibration_faces": half, "split": "Training", **report}
 
 
 def write_onnx_twin(keras_path: str | Path) -> Path:

@@ -113,17 +113,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                     metadata = json.loads(archive.read(METADATA_NAME))
         except zipfile.BadZipFile:
             raise ModelFileError(f"{path}: not a .keras zip archive") from None
-    if metadata is None and sidecar_path(path).is_file():
+    sidecar = sidecar_path(path)
+    if path.suffix == ".onnx":  # an export's own sidecar, MODEL.onnx.meta.json (models.export.export_sidecar_path)
+        sidecar = path.with_name(f"{path.name}.meta.json")
+    if metadata is None and sidecar.is_file():
         try:
-            metadata = json.loads(sidecar_path(path).read_text())
+            metadata = json.loads(sidecar.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelFileError(f"{sidecar_path(path)}: unreadable model metadata ({err})") from None
+            raise ModelFileError(f"{sidecar}: unreadable model metadata ({err})") from None
     if metadata is None and path.suffix == SVM_SUFFIX:
         metadata = _load_svm_blob(path)["metadata"]
     if not isinstance(metadata, dict) and metadata is not None:
         raise ModelFileError(f"{path}: its metadata is a {type(metadata).__name__}, not a JSON object")
     if metadata is None:
-        raise ModelFileError(f"{path}: no {METADATA_NAME} inside and no {sidecar_path(path).name} next to it")
+        raise ModelFileError(f"{path}: no {METADATA_NAME} inside and no {sidecar.name} next to it")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ModelFileError(f"{path}: metadata lacks {missing}")

@@ -106,6 +106,27 @@ def test_bundled_twin_matches_keras_on_private_test_faces(bundled_pair, fer_csv_
     assert_parity(onnx_backend.predict(faces), keras_backend.predict(faces))
 
 
+def test_bundled_int8_export_is_fresh_and_classifies_like_keras(bundled_pair, fer_csv_gz):
+    """models/pretrained/fer_model.int8.onnx (export.py --int8): made from this very .keras file, quantized, and
+    giving Keras's top class on nearly every real face (the float twin above is the one held to 1e-4)."""
+    import json
+
+    from models.export import export_sidecar_path, file_sha256
+
+    path = DEFAULT_MODEL_PATH.with_suffix(".int8.onnx")
+    export = json.loads(export_sidecar_path(path).read_text())["export"]
+    assert export["source_sha256"] == file_sha256(DEFAULT_MODEL_PATH), (
+        "stale: python export.py --model models/pretrained/fer_model.keras --format onnx --int8 "
+        "--calibration ../shared/data/fer2013.csv.gz")
+    assert export["quantization"]["type"] == "int8"
+    faces = read_private_test(fer_csv_gz, PRIVATE_SAMPLE)
+    got, expected = OnnxBackend(path).predict(faces), bundled_pair[1].predict(faces)
+    agree = np.mean(got.argmax(axis=1) == expected.argmax(axis=1))
+    assert agree >= 0.97, f"top class agrees on {agree:.1%} of {len(faces)} PrivateTest faces"
+    assert np.abs(got - expected).max() > ATOL  # really the int8 graph, not a copy of the float one
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------- twin choice, fallback
 
 
