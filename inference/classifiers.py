@@ -177,11 +177,12 @@ def load_classifier(model_path: str | Path | None = None, backend: str = "auto")
     """A model of this project (``.keras``, its ``.onnx`` twin, or an ``.onnx`` export) or a peer ``.h5``/``.hdf5``.
 
     ``backend``: ``auto`` runs a ``.keras`` model on its ONNX twin when one sits beside it, else through Keras
-    (``inference.backends.open_backend``); ``onnx`` or ``keras`` insist on one. Peer models run through Keras.
+    (``inference.backends.open_backend``); ``onnx`` or ``keras`` insist on one; ``int8`` runs its int8 export.
+    Peer models run through Keras.
     """
     path = resolve_model_path(model_path)
     if path.suffix.lower() in PEER_SUFFIXES:
-        if backend == "onnx":
-            raise PredictorError(f"{path}: peer models run through Keras only (drop --backend onnx)")
+        if backend in ("onnx", "int8"):
+            raise PredictorError(f"{path}: peer models run through Keras only (drop --backend {backend})")
         return PeerClassifier(path)
     return FerModelClassifier(open_backend(path, backend))

@@ -70,7 +70,8 @@ class FacePredictor:
         pipeline: how faces are found and framed (``FacePipeline.for_photos()``, ``.for_video()``, or from the
             command line with ``inference.faces.pipeline_from_args``).
         classifier: use this FaceClassifier instead of loading ``model_path`` (see ``from_model``).
-        backend: ``auto`` (the ONNX twin when present, else Keras), ``onnx`` or ``keras`` (``inference.backends``).
+        backend: ``auto`` (the ONNX twin when present, else Keras), ``onnx``, ``keras`` or ``int8``
+            (``inference.backends``).
         tta: ``none`` (or None), ``flip`` or ``ten-crop``: test-time augmentation of each face
             (``inference.classifiers.TTAClassifier``).
 

@@ -186,6 +186,33 @@ def test_stale_twin_is_not_used(tmp_path, caplog):
         open_backend(path, "onnx")
 
 
+def test_int8_backend_runs_the_int8_export_and_says_how_to_make_it(tmp_path):
+    from inference.backends import needs_tensorflow
+    from models.export import export_model, write_onnx_twin
+    from tests.test_export import write_calibration_csv
+
+    path = save_tiny_fernet(tmp_path / "model.keras")
+    assert not needs_tensorflow(path, "int8")
+    with pytest.raises(BackendError, match="no int8 export model.int8.onnx") as error:
+        open_backend(path, "int8")
+    assert f"python export.py --model {path} --format onnx --int8 --calibration" in str(error.value)
+    twin = write_onnx_twin(path)
+    with pytest.raises(BackendError, match="not an int8 export"):  # the float twin given with --backend int8
+        open_backend(twin, "int8")
+    int8 = export_model(path, "onnx", int8_calibration=write_calibration_csv(tmp_path / "fer.csv", 32),
+                        calibration_faces=16)
+    backend = open_backend(path, "int8")
+    assert backend.name == "onnx" and backend.path == int8
+    assert open_backend(path).path == twin  # auto still runs the float twin
+    faces = synthetic_faces(12)
+    got, expected = backend.predict(faces), open_backend(path, "keras").predict(faces)
+    assert 0 < np.abs(got - expected).max() < 0.1
+    assert open_backend(int8, "int8").path == int8  # the .int8.onnx file given directly
+    save_tiny_fernet(path, seed=1)  # retrained: both exports are stale now
+    with pytest.raises(BackendError, match="int8 export model.int8.onnx was exported from a different version"):
+        open_backend(path, "int8")
+
+
 def test_onnx_without_metadata_and_peer_with_onnx_are_errors(tmp_path):
     from inference.classifiers import PredictorError
 
