@@ -229,7 +229,7 @@ def export_model(model_path: str | Path, fmt: str, export_path: str | Path | Non
 def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibration: str | Path) -> dict:
     """Replace the float ONNX file ``path`` by its int8 quantization (the float graph moved to ``float_copy``
     meanwhile), calibrated on the first half of ``faces`` and checked against Keras on the second half."""
-    from models.quantize import check_int8, quantize_onnx
+    from models.quantize import FLOAT_OPS, PERCENTILE, check_int8, quantize_onnx
 
     images, features = faces
     half = len(images) // 2
@@ -239,7 +239,8 @@ def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibra
     quantize_onnx(float_copy, path, *calib)
     reference = np.asarray(model(held[0] if held[1] is None else [held[0], held[1]], training=False), np.float32)
     report = check_int8(reference, run_exported(path, *held), path)
-    return {"type": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 min-max",
+    return {"type": "int8", "format": "QDQ", "weights": "int8 per channel, 7-bit range",
+            "activations": f"uint8, {PERCENTILE}th percentile range", "float_ops": list(FLOAT_OPS),
             "calibration_data": Path(calibration).name, "calibration_faces": half, "split": "Training", **report}
 
 
