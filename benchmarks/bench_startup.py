@@ -17,6 +17,7 @@ Targets (issue 26) for the ONNX path: one photo <= 1.0 s and <= 300 MB; video fp
 ``nice`` on a machine others use, and read the ratios measured in the same run rather than the absolute figures.
 
     nice -n 10 python benchmarks/bench_startup.py
+    python benchmarks/bench_startup.py --backends onnx int8 --repeat 3      # the float twin against the int8 export
     python benchmarks/bench_startup.py --repeat 3 --n-photos 50 --no-video
     python benchmarks/bench_startup.py --model runs/b/model.keras --photos ../shared/data/wild/sfew_frames
 """
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--folder-repeat", type=int, default=2, help="folder runs per backend (median)")
     parser.add_argument("--video-repeat", type=int, default=3, help="bench_video.py runs per backend (median)")
     parser.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="time bench_video.py")
-    parser.add_argument("--backends", nargs="+", choices=("onnx", "keras"), default=["onnx", "keras"])
+    parser.add_argument("--backends", nargs="+", choices=("onnx", "keras", "int8"), default=["onnx", "keras"],
+                        help="predict.py --backend values to compare (int8: the model's MODEL.int8.onnx)")
     args = parser.parse_args(argv)
     if min(args.repeat, args.folder_repeat, args.video_repeat, args.n_photos) < 1:
         parser.error("--repeat, --folder-repeat, --video-repeat and --n-photos must be >= 1")
