@@ -18,8 +18,8 @@ A backend turns face crops (and their feature vectors) into class probabilities:
 
 ``choice="onnx"`` insists on ONNX Runtime (an error when there is no fresh twin); ``choice="keras"`` always loads the
 ``.keras`` file through Keras (the reference the twin is checked against); ``choice="int8"`` runs the int8 export
-``model.int8.onnx`` beside the ``.keras`` file (``export.py --int8``: 2.4x the images/s, ~0.3 points less accurate,
-an error when it is absent or stale).
+``model.int8.onnx`` beside the ``.keras`` file (``export.py --int8``: 2.3x the classifier's images/s, accuracy
+within a few tenths of a point; an error when it is absent or stale).
 """
 
 from __future__ import annotations
@@ -207,8 +207,8 @@ def add_backend_argument(parser) -> None:
         choices=BACKENDS,
         default="auto",
         help="classifier runtime: auto = the model's ONNX twin when present (no TensorFlow), else Keras; onnx or "
-        "keras insist; int8 = the model's int8 export MODEL.int8.onnx (export.py --int8: 2.4x faster, ~0.3 points "
-        "less accurate)",
+        "keras insist; int8 = the model's int8 export MODEL.int8.onnx (export.py --int8: a 2.3x faster classifier, "
+        "as accurate within a few tenths of a point)",
     )
 
 
