@@ -201,7 +201,7 @@ def export_model(model_path: str | Path, fmt: str, export_path: str | Path | Non
         parity = check_onnx_parity(model, tmp, metadata) if fmt == "onnx" else None
         quantization = None
         if check_faces is not None:
-            quantization = _quantize_checked(model, tmp, tmp_float, check_faces, int8_calibration)
+            quantization = _quantize_checked(model, tmp, tmp_float, check_faces, int8_calibration, path)
         inputs = [{"name": name, "shape": [None if s is None else int(s) for s in shape], "dtype": "float32"}
                   for name, shape in _input_specs(model)]
         sidecar = {
@@ -226,9 +226,11 @@ def export_model(model_path: str | Path, fmt: str, export_path: str | Path | Non
     return path
 
 
-def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibration: str | Path) -> dict:
+def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibration: str | Path,
+                      target: Path) -> dict:
     """Replace the float ONNX file ``path`` by its int8 quantization (the float graph moved to ``float_copy``
-    meanwhile), calibrated on the first half of ``faces`` and checked against Keras on the second half."""
+    meanwhile), calibrated on the first half of ``faces`` and checked against Keras on the second half; errors
+    name ``target``, the file the export will become."""
     from models.quantize import FLOAT_OPS, PERCENTILE, check_int8, quantize_onnx
 
     images, features = faces
@@ -238,7 +240,7 @@ def _quantize_checked(model, path: Path, float_copy: Path, faces: tuple, calibra
     os.replace(path, float_copy)
     quantize_onnx(float_copy, path, *calib)
     reference = np.asarray(model(held[0] if held[1] is None else [held[0], held[1]], training=False), np.float32)
-    report = check_int8(reference, run_exported(path, *held), path)
+    report = check_int8(reference, run_exported(path, *held), target)
     return {"type": "int8", "format": "QDQ", "weights": "int8 per channel, 7-bit range",
             "activations": f"uint8, {PERCENTILE}th percentile range", "float_ops": list(FLOAT_OPS),
             "calibration_data": Path(calibration).name, "calibration_faces": half, "split": "Training", **report}

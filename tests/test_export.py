@@ -182,4 +182,5 @@ def test_int8_export_refuses_bad_calibration_and_keeps_the_old_twin(tmp_path, ca
     assert export.main([*base, "--int8", "--calibration", str(csv), "--calibration-faces", "16"]) == 1
     err = capsys.readouterr().err
     assert "agrees with Keras on" in err and "export without --int8" in err
+    assert f"{tmp_path / 'model.int8.onnx'}:" in err  # the file it would have written, not a temporary name
     assert twin.read_bytes() == before and not list(tmp_path.glob(".*partial*"))
