@@ -29,6 +29,7 @@ from pathlib import Path
 
 from errors import EXIT_OK, run_main
 from models.export import EXPORT_FORMATS
+from models.quantize import CALIBRATION_FACES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ONNX only: quantize to int8 (needs --calibration)")
     parser.add_argument("--calibration", type=Path, metavar="DATA",
                         help="Training faces for --int8: a FER2013 csv(.gz) or a convert_fer2013.py output directory")
-    parser.add_argument("--calibration-faces", type=int, default=1024, metavar="N",
+    parser.add_argument("--calibration-faces", type=int, default=CALIBRATION_FACES, metavar="N",
                         help="faces that set the int8 ranges, and as many more to check it against Keras "
                         "(default: %(default)s)")
     args = parser.parse_args(argv)

@@ -61,19 +61,17 @@ def exported_classifiers(model_path: Path) -> list[tuple[object, str]]:
     """The model's ONNX exports as uncalibrated classifiers on both cores, each with its row name: the float twin
     ``model.onnx`` (what predict.py, predict_from_video.py and serve.py run by default) and the int8 file
     ``model.int8.onnx`` (``export.py --int8``), each when present and exported from this very ``.keras`` file."""
-    from inference.backends import OnnxBackend, read_onnx_metadata
-    from models.export import default_export_path, file_sha256
+    from inference.backends import OnnxBackend, read_onnx_metadata, twin_problem
+    from models.export import default_export_path
 
-    found, source = [], file_sha256(model_path)
+    found = []
     for int8 in (False, True):
+        problem = twin_problem(model_path, int8=int8)  # absent, or exported from another version of the file
+        if problem is not None:
+            print(f"note: {model_path}: {problem}: no row for it", file=sys.stderr)
+            continue
         path = default_export_path(model_path, "onnx", int8=int8)
-        if not path.is_file():
-            print(f"note: no {path.name} beside {model_path}: no row for it", file=sys.stderr)
-            continue
         metadata = read_onnx_metadata(path)
-        if metadata.get("export", {}).get("source_sha256") not in (None, source):
-            print(f"note: {path} was exported from another version of {model_path.name}: no row", file=sys.stderr)
-            continue
         backend = OnnxBackend(path, {k: v for k, v in metadata.items() if k != "calibration"}, threads=0)
         found.append((FerModelClassifier(backend), f"ONNX Runtime {'int8' if int8 else 'float'} ({path.name})"))
     return found
