@@ -132,6 +132,12 @@ class FacePredictor:
         backend = getattr(self.classifier, "backend", None)
         return getattr(backend, "name", "keras")
 
+    @property
+    def model_file(self) -> str | None:
+        """The name of the file the runtime runs (``fer_model.onnx``, ``fer_model.int8.onnx``...), None in memory."""
+        path = getattr(getattr(self.classifier, "backend", None), "path", None)
+        return None if path is None else Path(path).name
+
     def detect(self, grey: np.ndarray) -> list[Box]:
         """Face boxes (x, y, w, h) in ``grey``'s pixels, clipped to the image, sorted left to right."""
         return [face.box for face in self.faces.detect(grey)]

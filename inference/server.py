@@ -2,7 +2,7 @@
 
     GET  /             the page (``inference/static/``): drop a photo, or "Use webcam"
     POST /api/predict  multipart field ``file`` (an image) -> ``predict.py --json``'s list, one record per face
-    GET  /api/health   model, classes, detector and load: ``{"status": "ok", "in_flight": 0, ...}``
+    GET  /api/health   model, runtime and the file it runs, classes, detector and load: ``{"status": "ok", ...}``
     WS   /api/stream   binary JPEG/PNG/WebP frames in, one JSON message per processed frame out
     GET  /docs         OpenAPI docs (Swagger UI served from the swagger-ui-bundle package: no CDN, works offline)
 
@@ -293,6 +293,8 @@ def create_app(
         return {
             "status": "ok",
             "model": model_name,
+            "runtime": predictor.backend_name,
+            "model_file": predictor.model_file,
             "classes": list(predictor.class_names),
             "detector": "none (whole image is one face)" if predictor.assume_face else predictor.detector_name,
             "in_flight": gate.inside,

@@ -208,6 +208,9 @@ def test_int8_backend_runs_the_int8_export_and_says_how_to_make_it(tmp_path):
     got, expected = backend.predict(faces), open_backend(path, "keras").predict(faces)
     assert 0 < np.abs(got - expected).max() < 0.1
     assert open_backend(int8, "int8").path == int8  # the .int8.onnx file given directly
+    predictor = FacePredictor(path, assume_face=True, backend="int8")  # what --backend int8 builds
+    assert (predictor.backend_name, predictor.model_file) == ("onnx", "model.int8.onnx")
+    assert FacePredictor(path, assume_face=True).model_file == "model.onnx"
     save_tiny_fernet(path, seed=1)  # retrained: both exports are stale now
     with pytest.raises(BackendError, match="int8 export model.int8.onnx was exported from a different version"):
         open_backend(path, "int8")

@@ -154,6 +154,7 @@ class BlockingPredictor:
         self.inner, self.release, self.entered = inner, threading.Event(), threading.Event()
         self.class_names, self.classifier = inner.class_names, inner.classifier
         self.assume_face, self.detector_name = inner.assume_face, inner.detector_name
+        self.backend_name, self.model_file = inner.backend_name, inner.model_file
 
     def predict(self, image):
         self.entered.set()
@@ -191,6 +192,7 @@ def test_page_health_and_docs(client):
     assert client.get("/static/app.js").status_code == 200
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["classes"] == CLASSES and health["model"] == "tiny"
+    assert (health["runtime"], health["model_file"]) == ("keras", "tiny.keras")  # no ONNX twin beside it
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/swagger/swagger-ui-bundle.js" in docs.text  # local files, no CDN
     assert client.get("/swagger/swagger-ui-bundle.js").status_code == 200
