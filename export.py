@@ -5,16 +5,17 @@
     # TFLite to a path of your choice
     python export.py --model models/pretrained/fer_model.keras --format tflite --out deploy/fer.tflite
     # int8 ONNX -> models/pretrained/fer_model.int8.onnx: 2.4x the images/s on CPUs with VNNI
-    python export.py --model models/pretrained/fer_model.keras --format onnx --int8 \
+    python export.py --model models/pretrained/fer_model.keras --format onnx --int8 \\
         --calibration ../shared/data/fer2013.csv.gz
-    python predict.py --model models/pretrained/fer_model.int8.onnx --image docs/astronaut.jpg
+    python predict.py --backend int8 --image docs/astronaut.jpg        # or --model ...int8.onnx
 
 --int8 quantizes the checked float graph (weights int8 per channel, activations uint8) with ONNX Runtime's static
 quantization. --calibration gives the faces that set the activation ranges: a FER2013 csv(.gz) (raw-pixel models) or
 a convert_fer2013.py output directory (any feature set it holds); N Training faces drawn with a fixed seed, and N
 more that the int8 model must classify like Keras (at least 95 % the same class) or nothing is written. Its default
 name is MODEL.int8.onnx: the float twin MODEL.onnx, which the prediction commands pick up by themselves, stays the
-graph that matches Keras within 1e-4; give the int8 file to --model to run it.
+graph that matches Keras within 1e-4; --backend int8 (predict.py, predict_from_video.py, serve.py) runs the int8 file,
+and so does --model MODEL.int8.onnx.
 
 Output on stdout: ``exported MODEL to PATH (metadata: PATH.meta.json)``. The exported model takes the same inputs
 as the Keras one ((n, 48, 48, 1) float32 grey levels 0..255 [+ (n, d) float32 features]) and returns (n, k)
