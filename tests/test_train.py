@@ -75,9 +75,12 @@ def test_train_writes_the_onnx_twin_that_predict_runs(data_dir, tmp_path, capsys
 
     out = tmp_path / "twin"
     assert run_main("--data", data_dir, "--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "1",
-                    "--batch-size", "32", "--out", out, "--verbose", "0", onnx_twin=True) == 0
-    assert f"ONNX twin: {out / 'model.onnx'}" in capsys.readouterr().out
-    assert twin_problem(out / "model.keras") is None
+                    "--batch-size", "32", "--out", out, "--verbose", "0", "--int8", onnx_twin=True) == 0
+    printed = capsys.readouterr().out
+    assert f"ONNX twin: {out / 'model.onnx'}" in printed
+    assert f"int8 export: {out / 'model.int8.onnx'}" in printed  # calibrated on 48 of the 96 Training faces
+    assert twin_problem(out / "model.keras") is None and twin_problem(out / "model.keras", int8=True) is None
+    assert open_backend(out / "model.keras", "int8").path == out / "model.int8.onnx"
     faces = np.load(data_dir / "PublicTest" / "images.npy")[:8].reshape(-1, 48, 48)
     model, _ = load_model(out / "model.keras")
     onnx = open_backend(out / "model.keras", "onnx")
