@@ -64,16 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.export import export_model, export_sidecar_path
+    from models.export import export_model, export_quantization, export_sidecar_path
 
     path = export_model(args.model, args.format, args.out,
                         int8_calibration=args.calibration if args.int8 else None,
                         calibration_faces=args.calibration_faces)
     print(f"exported {args.model} to {path} (metadata: {export_sidecar_path(path)})")
     if args.int8:
-        import json
-
-        q = json.loads(export_sidecar_path(path).read_text())["export"]["quantization"]
+        q = export_quantization(path)
         print(f"int8: {q['top1_agreement_vs_keras']:.1%} of {q['check_faces']} held-out Training faces classified "
               f"as Keras does (largest probability difference {q['max_abs_diff_vs_keras']:.3f})")
     return EXIT_OK

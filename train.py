@@ -128,10 +128,8 @@ def write_twin(model_path: Path) -> None:
 def write_int8(model_path: Path, data: Path) -> None:
     """The int8 export of a finished run's model, calibrated on the run's own Training faces (up to 1,024, and as
     many more to check it); a failure is a warning, the Keras model and its twin stand."""
-    import json
-
     from data.dataset import read_meta
-    from models.export import ExportError, export_model, export_sidecar_path
+    from models.export import ExportError, export_model, export_quantization
     from models.quantize import CALIBRATION_FACES, QuantizeError
 
     n = sum(read_meta(data).get("counts", {}).get("Training", {}).values())
@@ -141,7 +139,7 @@ def write_int8(model_path: Path, data: Path) -> None:
     except (ExportError, QuantizeError) as err:
         print(f"train.py: warning: no int8 export ({err})", file=sys.stderr)
         return
-    agreement = json.loads(export_sidecar_path(path).read_text())["export"]["quantization"]["top1_agreement_vs_keras"]
+    agreement = export_quantization(path)["top1_agreement_vs_keras"]
     print(f"int8 export: {path} ({agreement:.1%} of held-out Training faces classified as Keras does; "
           "run it with --backend int8)")
 

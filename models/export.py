@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from errors import UserError
+from models.io import export_sidecar_path  # defined beside sidecar_path; callers import it from here too
 from parameters import EXPORT_FORMATS  # defined once, with the other choice lists
 
 ONNX_OPSET = 17
@@ -53,10 +54,10 @@ def default_export_path(model_path: str | Path, fmt: str, int8: bool = False) ->
     return Path(model_path).with_suffix(f".int8.{fmt}" if int8 else f".{fmt}")
 
 
-def export_sidecar_path(path: str | Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.meta.json`` (distinct from the Keras model's ``model.meta.json``)."""
-    path = Path(path)
-    return path.with_name(f"{path.name}.meta.json")
+def export_quantization(path: str | Path) -> dict[str, Any]:
+    """What ``export.quantization`` in an int8 export's sidecar records (recipe, agreement with Keras); {} for a
+    float export."""
+    return json.loads(export_sidecar_path(path).read_text()).get("export", {}).get("quantization") or {}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -52,6 +52,13 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.meta.json")
 
 
+def export_sidecar_path(path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.meta.json`` (distinct from the Keras model's ``model.meta.json``): the metadata
+    ``models.export`` writes beside an exported file."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.meta.json")
+
+
 def _json_default(value: Any):
     if isinstance(value, np.generic):
         return value.item()
@@ -113,9 +120,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                     metadata = json.loads(archive.read(METADATA_NAME))
         except zipfile.BadZipFile:
             raise ModelFileError(f"{path}: not a .keras zip archive") from None
-    sidecar = sidecar_path(path)
-    if path.suffix == ".onnx":  # an export's own sidecar, MODEL.onnx.meta.json (models.export.export_sidecar_path)
-        sidecar = path.with_name(f"{path.name}.meta.json")
+    sidecar = export_sidecar_path(path) if path.suffix == ".onnx" else sidecar_path(path)
     if metadata is None and sidecar.is_file():
         try:
             metadata = json.loads(sidecar.read_text())
