@@ -17,6 +17,7 @@ tool a user would pick instead. Without it the row is skipped with a note.
     python benchmarks/bench_wild.py --sets sfew_frames --limit 100 --no-fer2013       # a quick look
     python benchmarks/bench_wild.py --detect-only --detector dlib+cnn                  # detection rates only
     python benchmarks/bench_wild.py --tta flip ten-crop                                # + rows with TTA
+    python benchmarks/bench_wild.py --models A.keras B.keras --cache /tmp/wild_faces   # detect once, compare fast
 
 Timings are wall-clock on this machine; on a shared machine they are noisy, compare rows of one run.
 """
@@ -62,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="use N images per set, evenly spread over the sorted list (so every class keeps its "
                              "share)")
     parser.add_argument("--out", type=Path, help="also write the markdown tables here")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep each set's detected and framed faces in DIR and reuse them on the next run with the "
+                             "same pipeline and images: comparing models then takes seconds instead of minutes (the "
+                             "detect ms column repeats the run that filled the cache)")
     parser.add_argument("--equalize", nargs="+", choices=EQUALIZERS, default=[], metavar="MODE",
                         help="also a row per model with each face's grey levels equalised first: hist (OpenCV's "
                              "global histogram equalisation) or clahe (clip limit 2, 4x4 tiles)")
@@ -184,44 +189,103 @@ def private_test_accuracy(classifier, faces: np.ndarray, labels: np.ndarray, bat
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def run_pipeline(files, pipeline: FacePipeline, models, detect_only: bool) -> tuple[dict, list[Row]]:
-    """Detect once per image, frame the largest face for each input size, classify with every model."""
+@dataclass
+class FramedFaces:
+    """The largest face of each image framed at each input side: ``crops[side]`` (n, side, side) uint8 (zeros where
+    no face was found), ``found`` (n,) bool, and the seconds spent detecting (all images) and framing (the faces)."""
+
+    crops: dict[int, np.ndarray]
+    found: np.ndarray
+    detect_s: float
+    frame_s: float
+
+
+def cache_file(cache: Path, set_name: str, files, pipeline: FacePipeline, sizes: list[int]) -> Path:
+    """``cache/<set>-<key>.npz``: the key hashes the pipeline, the input sides and every image's path and size, so a
+    change to any of them misses the cache instead of reading stale faces."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((pipeline, sizes)).encode())
+    for path, label in files:
+        digest.update(f"{path.name}|{path.parent.name}|{path.stat().st_size}|{label}\n".encode())
+    return cache / f"{set_name}-{digest.hexdigest()[:16]}.npz"
+
+
+def frame_faces(files, pipeline: FacePipeline, sizes: list[int], cache: Path | None = None,
+                set_name: str = "set") -> FramedFaces:
+    """Detect the faces of every image once, frame the largest at every side in ``sizes`` (aligned on its
+    landmarks when the pipeline aligns). With ``cache`` (a folder), the result is read from there when this set,
+    pipeline and sides were framed before, else computed and written there."""
     from tqdm import tqdm
 
     from inference.faces import FaceFinder
     from inference.images import load_image, to_grey
 
+    path = None if cache is None else cache_file(cache, set_name, files, pipeline, sizes)
+    if path is not None and path.is_file():
+        with np.load(path) as saved:
+            return FramedFaces({size: saved[f"crops_{size}"] for size in sizes}, saved["found"],
+                               float(saved["detect_s"]), float(saved["frame_s"]))
     finder = FaceFinder(pipeline)
-    rows = [Row(name) for name, _ in models]
-    sizes = sorted({classifier.input_size for _, classifier in models})
-    for _, classifier in models:  # trace each model outside the clock
-        classifier(np.zeros((1, classifier.input_size, classifier.input_size), np.uint8))
+    crops = {size: np.zeros((len(files), size, size), np.uint8) for size in sizes}
+    found = np.zeros(len(files), bool)
     detect_s = frame_s = 0.0
-    found = 0
-    for path, _ in tqdm(files, desc="images", unit="img", leave=False):
-        grey = to_grey(load_image(path))
+    for i, (image_path, _) in enumerate(tqdm(files, desc="faces", unit="img", leave=False)):
+        grey = to_grey(load_image(image_path))
         start = time.perf_counter()
         faces = finder.detect(grey)
         detect_s += time.perf_counter() - start
         if not faces:
-            for row in rows:
-                row.predicted.append(-1)
             continue
-        found += 1
-        if detect_only:
-            continue
+        found[i] = True
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])  # the largest face speaks for the photo
         start = time.perf_counter()
         landmarks = finder.landmarks(grey, largest) if pipeline.align else None  # once for every crop size
-        crops = {size: finder.crop(grey, largest, size, landmarks)[None] for size in sizes}
+        for size in sizes:
+            crops[size][i] = finder.crop(grey, largest, size, landmarks)
         frame_s += time.perf_counter() - start
-        for row, (_, classifier) in zip(rows, models, strict=True):
+    framed = FramedFaces(crops, found, detect_s, frame_s)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.partial.npz")
+        np.savez_compressed(tmp, found=found, detect_s=detect_s, frame_s=frame_s,
+                            **{f"crops_{size}": crop for size, crop in crops.items()})
+        tmp.replace(path)
+    return framed
+
+
+def run_pipeline(files, pipeline: FacePipeline, models, detect_only: bool, cache: Path | None = None,
+                 set_name: str = "set") -> tuple[dict, list[Row]]:
+    """Detect once per image, frame the largest face for each input size, classify with every model (one call per
+    image with a face, as a user's photo would be)."""
+    from inference.faces import FaceFinder
+    from inference.images import load_image, to_grey
+
+    rows = [Row(name) for name, _ in models]
+    n = len(files)
+    if detect_only:
+        finder, detect_s, found = FaceFinder(pipeline), 0.0, 0
+        for path, _ in files:
+            grey = to_grey(load_image(path))
             start = time.perf_counter()
-            probabilities = classifier(crops[classifier.input_size])
+            found += bool(finder.detect(grey))
+            detect_s += time.perf_counter() - start
+        return {"found": found, "n": n, "detect_ms": 1000 * detect_s / n, "frame_ms": 0.0}, rows
+    framed = frame_faces(files, pipeline, sorted({c.input_size for _, c in models}), cache, set_name)
+    for row, (_, classifier) in zip(rows, models, strict=True):
+        crops = framed.crops[classifier.input_size]
+        classifier(crops[:1])  # trace the model outside the clock
+        for i in range(n):
+            if not framed.found[i]:
+                row.predicted.append(-1)
+                continue
+            start = time.perf_counter()
+            probabilities = classifier(crops[i:i + 1])
             row.classify_s += time.perf_counter() - start
             row.predicted.append(int(np.argmax(probabilities[0])))
-    n = len(files)
-    stats = {"found": found, "n": n, "detect_ms": 1000 * detect_s / n, "frame_ms": 1000 * frame_s / max(1, found)}
+    found = int(framed.found.sum())
+    stats = {"found": found, "n": n, "detect_ms": 1000 * framed.detect_s / n,
+             "frame_ms": 1000 * framed.frame_s / max(1, found)}
     return stats, rows
 
 
@@ -324,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     for set_name in args.sets:
         files = wild_files(args.wild_dir / set_name, args.limit)
         labels = np.array([label for _, label in files])
-        stats, rows = run_pipeline(files, pipeline, models, args.detect_only)
+        stats, rows = run_pipeline(files, pipeline, models, args.detect_only, args.cache, set_name)
         for row in rows:
             row.private_test = private.get(row.name)
         if fer is not None:

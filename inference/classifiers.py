@@ -158,6 +158,11 @@ def add_tta_argument(parser, default: str = "none") -> None:
                              "classifier is a small part of a photo's time next to detection (default %(default)s)")
 
 
+def is_peer_file(path: str | Path) -> bool:
+    """Whether ``path`` names a published peer's Keras 2 HDF5 full model (by its suffix)."""
+    return Path(path).suffix.lower() in PEER_SUFFIXES
+
+
 def resolve_model_path(model_path: str | Path | None) -> Path:
     """The given path (must exist), else the bundled DEFAULT_MODEL_PATH, else ModelNotFoundError."""
     if model_path is None:
@@ -181,7 +186,7 @@ def load_classifier(model_path: str | Path | None = None, backend: str = "auto")
     Peer models run through Keras.
     """
     path = resolve_model_path(model_path)
-    if path.suffix.lower() in PEER_SUFFIXES:
+    if is_peer_file(path):
         if backend in ("onnx", "int8"):
             raise PredictorError(f"{path}: peer models run through Keras only (drop --backend {backend})")
         return PeerClassifier(path)

@@ -51,3 +51,34 @@ def test_tta_and_equalize_rows_wrap_each_model(tmp_path):
         assert not np.allclose(probabilities, plain)
     equalized = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
     np.testing.assert_allclose(clahe, rows[0][1](np.stack([equalized.apply(f) for f in faces])), rtol=1e-5)
+
+
+def test_cache_reuses_the_framed_faces_and_misses_on_another_pipeline(tmp_path, monkeypatch):
+    """--cache: the second run reads the faces back without detecting anything and predicts exactly the same; a
+    changed pipeline or image set is not served from the first run's file."""
+    from inference.faces import FaceFinder, FacePipeline
+    from parameters import EMOTIONS
+    from tests.conftest import save_tiny_model
+
+    photo = cv2.imread(str(Path(__file__).resolve().parents[1] / "docs" / "astronaut.jpg"))
+    for name in ("happy", "sad"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "set" / name / "face.jpg"), photo)
+        cv2.imwrite(str(tmp_path / "set" / name / "blank.jpg"), np.zeros((64, 64, 3), np.uint8))
+    files = bench_wild.wild_files(tmp_path / "set", None)
+    models = [("m", bench_wild.load_models([save_tiny_model(tmp_path / "m.keras", list(EMOTIONS))])[0][1])]
+    pipeline, cache = FacePipeline(detector="dlib", detect_size=512), tmp_path / "cache"
+    stats, rows = bench_wild.run_pipeline(files, pipeline, models, False, cache, "set")
+    assert stats["found"] == 2 and [p >= 0 for p in rows[0].predicted] == [False, True, False, True]
+    assert len(list(cache.glob("set-*.npz"))) == 1
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(FaceFinder, "detect", no_detection)
+    again_stats, again = bench_wild.run_pipeline(files, pipeline, models, False, cache, "set")
+    assert again[0].predicted == rows[0].predicted and again_stats["found"] == 2
+    with pytest.raises(AssertionError, match="the cache should have answered"):
+        bench_wild.run_pipeline(files, FacePipeline(detector="dlib", detect_size=640), models, False, cache, "set")
+    with pytest.raises(AssertionError, match="the cache should have answered"):
+        bench_wild.run_pipeline(files[:3], pipeline, models, False, cache, "set")

@@ -563,3 +563,36 @@ def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_r
     assert soup.main([str(paths[0]), "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--verbose", "0"]) == 1
     assert "at least two models" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "model.keras").exists()
+
+
+def test_a_published_peer_teaches_through_its_own_input_side_and_scaling(tmp_path, capsys):
+    """A Keras 2 style .hdf5 peer (64x64 input, x / 255 then (x - 0.5) * 2) as a teacher: it sees each 48x48 face
+    resized to its side, mirrored too; one with other classes, or a missing file, is a TrainingError."""
+    import cv2
+    import keras
+
+    from parameters import EMOTIONS, Config
+    from training.run import TrainingError
+    from training.teacher import make_teacher
+
+    inputs = keras.Input((64, 64, 1))
+    x = keras.layers.Conv2D(3, 5, strides=4, activation="relu")(inputs)
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(x))
+    peer = keras.Model(inputs, outputs)
+    path = tmp_path / "peer.hdf5"
+    peer.save(path)
+    config = Config().with_overrides({"feature_set": "raw"})
+    teacher = make_teacher(str(path), config, list(EMOTIONS))
+    faces = np.random.default_rng(0).uniform(0, 255, (5, 48, 48)).astype(np.float32)
+    got = teacher(faces, None)
+
+    def expected(batch):
+        big = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_LINEAR) for f in batch])
+        return peer.predict(((big / 255.0 - 0.5) * 2.0)[..., None], verbose=0)
+
+    np.testing.assert_allclose(got, 0.5 * (expected(faces) + expected(faces[:, :, ::-1])), atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(TrainingError, match="FER2013's 7 classes"):
+        make_teacher(str(path), config, ["a", "b", "c", "d", "e", "f", "g"])
+    with pytest.raises(TrainingError, match="no such file"):
+        make_teacher(str(tmp_path / "absent.h5"), config, list(EMOTIONS))

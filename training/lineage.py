@@ -20,6 +20,7 @@ from typing import Any
 
 from config_fields import ConfigError, flag_name
 from errors import UserError
+from inference.classifiers import is_peer_file
 from parameters import Config
 
 # Always written, even at their defaults: what a reader of the command looks for first.
@@ -106,7 +107,8 @@ def training_lineage(run_dir: str | Path, data: str | Path, *, root: str | Path 
             config = read_run_config(root / run)
         except ConfigError as err:
             raise LineageError(f"{root / run}: {err}") from None
-        sources = [m for m in (config.training.init_from, *config.training.teacher) if m]
+        # a published peer (../shared/peers) has no run of ours to follow: its path stays as written
+        sources = [m for m in (config.training.init_from, *config.training.teacher) if m and not is_peer_file(m)]
         for model in sources:
             lineage = stored(model)
             if lineage is None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from data.splits import model_inputs
@@ -16,10 +18,13 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
     image's (landmarks mirrored, HOG recomputed), or with ``Training.teacher_tta == "ten-crop"`` over the ten views
     of ``data.augment.ten_crop_views``.
     A teacher sees the student's feature set, or only the pixels when it is a ``raw`` model (so a pixel model can
-    teach a landmark/HOG model). TrainingError when a teacher cannot be loaded or does not fit."""
+    teach a landmark/HOG model). A published peer (``.h5``/``.hdf5``, ``inference.classifiers.PeerClassifier``: its
+    own input side and scaling) sees the pixels resized to its input side; it must have FER2013's 7 classes.
+    TrainingError when a teacher cannot be loaded or does not fit."""
     import tensorflow as tf
 
     from data.augment import flip_features, flip_images, ten_crop_views
+    from inference.classifiers import is_peer_file
     from models.io import load_model
 
     fs = config.dataset.feature_set
@@ -27,6 +32,9 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
     teachers = []
     paths = paths.split(",") if isinstance(paths, str) else paths
     for path in [p.strip() for p in paths if p.strip()]:
+        if is_peer_file(path):
+            teachers.append((peer_teacher(path, class_names), "raw"))
+            continue
         try:
             model, meta = load_model(path)
         except (OSError, ValueError) as err:
@@ -60,3 +68,30 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
         return np.mean(outputs, axis=0, dtype=np.float32)
 
     return teacher
+
+
+def peer_teacher(path: str, class_names: list[str]):
+    """A published peer model (``../shared/peers``) as a teacher function: ``(n, 48, 48, 1)`` float32 grey levels
+    0..255 -> ``(n, 7)`` probabilities, the faces resized (bilinear) to the peer's input side first."""
+    import cv2
+
+    from inference.classifiers import PeerClassifier
+    from inference.images import PredictorError
+
+    if not Path(path).is_file():
+        raise TrainingError(f"--teacher {path}: no such file")
+    try:
+        peer = PeerClassifier(path)
+    except PredictorError as err:
+        raise TrainingError(f"--teacher {err}") from None
+    if list(peer.class_names) != list(class_names):
+        raise TrainingError(f"--teacher {path}: a peer model has FER2013's 7 classes, not {class_names}")
+    side = peer.input_size
+
+    def function(x) -> np.ndarray:
+        faces = np.asarray(x, dtype=np.float32)[..., 0]
+        if faces.shape[1:] != (side, side):
+            faces = np.stack([cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR) for face in faces])
+        return peer(faces)
+
+    return function
