@@ -200,32 +200,43 @@ class FramedFaces:
     frame_s: float
 
 
-def cache_file(cache: Path, set_name: str, files, pipeline: FacePipeline, sizes: list[int]) -> Path:
-    """``cache/<set>-<key>.npz``: the key hashes the pipeline, the input sides and every image's path and size, so a
-    change to any of them misses the cache instead of reading stale faces."""
+def cache_file(cache: Path, set_name: str, files, pipeline: FacePipeline) -> Path:
+    """``cache/<set>-<key>.npz``: the key hashes the pipeline and every image's path, size and label, so a change to
+    any of them misses the cache instead of reading stale faces."""
     import hashlib
 
-    digest = hashlib.sha256(repr((pipeline, sizes)).encode())
+    digest = hashlib.sha256(repr(pipeline).encode())
     for path, label in files:
         digest.update(f"{path.name}|{path.parent.name}|{path.stat().st_size}|{label}\n".encode())
     return cache / f"{set_name}-{digest.hexdigest()[:16]}.npz"
 
 
+def read_cache(path: Path) -> FramedFaces | None:
+    """The faces kept in ``path`` (at the sides it holds), or None when there is no such file."""
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return FramedFaces({int(key.removeprefix("crops_")): saved[key] for key in saved if key.startswith("crops_")},
+                           saved["found"], float(saved["detect_s"]), float(saved["frame_s"]))
+
+
 def frame_faces(files, pipeline: FacePipeline, sizes: list[int], cache: Path | None = None,
                 set_name: str = "set") -> FramedFaces:
     """Detect the faces of every image once, frame the largest at every side in ``sizes`` (aligned on its
-    landmarks when the pipeline aligns). With ``cache`` (a folder), the result is read from there when this set,
-    pipeline and sides were framed before, else computed and written there."""
+    landmarks when the pipeline aligns). With ``cache`` (a folder), the result is read from there when this set was
+    framed before with this pipeline at these sides, else computed (at these sides and those the cache held) and
+    written there."""
     from tqdm import tqdm
 
     from inference.faces import FaceFinder
     from inference.images import load_image, to_grey
 
-    path = None if cache is None else cache_file(cache, set_name, files, pipeline, sizes)
-    if path is not None and path.is_file():
-        with np.load(path) as saved:
-            return FramedFaces({size: saved[f"crops_{size}"] for size in sizes}, saved["found"],
-                               float(saved["detect_s"]), float(saved["frame_s"]))
+    path = None if cache is None else cache_file(cache, set_name, files, pipeline)
+    kept = None if path is None else read_cache(path)
+    if kept is not None:
+        if all(size in kept.crops for size in sizes):
+            return kept
+        sizes = sorted({*sizes, *kept.crops})  # framed again at every side, so the file keeps the ones it had
     finder = FaceFinder(pipeline)
     crops = {size: np.zeros((len(files), size, size), np.uint8) for size in sizes}
     found = np.zeros(len(files), bool)

@@ -53,9 +53,19 @@ def test_tta_and_equalize_rows_wrap_each_model(tmp_path):
     np.testing.assert_allclose(clahe, rows[0][1](np.stack([equalized.apply(f) for f in faces])), rtol=1e-5)
 
 
+class Side64:
+    """A stand-in classifier of input side 64 (as the peers have) that answers like the model it wraps."""
+
+    def __init__(self, classifier):
+        self.classifier, self.class_names, self.input_size = classifier, classifier.class_names, 64
+
+    def __call__(self, faces):
+        return self.classifier(np.stack([cv2.resize(f, (48, 48)) for f in faces]))
+
+
 def test_cache_reuses_the_framed_faces_and_misses_on_another_pipeline(tmp_path, monkeypatch):
-    """--cache: the second run reads the faces back without detecting anything and predicts exactly the same; a
-    changed pipeline or image set is not served from the first run's file."""
+    """--cache: a second run reads the faces back without detecting anything and predicts exactly the same; a model
+    of another input side, another pipeline or another image set is not served from a file that lacks it."""
     from inference.faces import FaceFinder, FacePipeline
     from parameters import EMOTIONS
     from tests.conftest import save_tiny_model
@@ -66,7 +76,8 @@ def test_cache_reuses_the_framed_faces_and_misses_on_another_pipeline(tmp_path, 
         cv2.imwrite(str(tmp_path / "set" / name / "face.jpg"), photo)
         cv2.imwrite(str(tmp_path / "set" / name / "blank.jpg"), np.zeros((64, 64, 3), np.uint8))
     files = bench_wild.wild_files(tmp_path / "set", None)
-    models = [("m", bench_wild.load_models([save_tiny_model(tmp_path / "m.keras", list(EMOTIONS))])[0][1])]
+    tiny = bench_wild.load_models([save_tiny_model(tmp_path / "m.keras", list(EMOTIONS))])[0][1]
+    models, wide = [("m", tiny)], [("m64", Side64(tiny))]
     pipeline, cache = FacePipeline(detector="dlib", detect_size=512), tmp_path / "cache"
     stats, rows = bench_wild.run_pipeline(files, pipeline, models, False, cache, "set")
     assert stats["found"] == 2 and [p >= 0 for p in rows[0].predicted] == [False, True, False, True]
@@ -75,10 +86,19 @@ def test_cache_reuses_the_framed_faces_and_misses_on_another_pipeline(tmp_path, 
     def no_detection(*args, **kwargs):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(FaceFinder, "detect", no_detection)
-    again_stats, again = bench_wild.run_pipeline(files, pipeline, models, False, cache, "set")
-    assert again[0].predicted == rows[0].predicted and again_stats["found"] == 2
-    with pytest.raises(AssertionError, match="the cache should have answered"):
-        bench_wild.run_pipeline(files, FacePipeline(detector="dlib", detect_size=640), models, False, cache, "set")
-    with pytest.raises(AssertionError, match="the cache should have answered"):
-        bench_wild.run_pipeline(files[:3], pipeline, models, False, cache, "set")
+    with monkeypatch.context() as patch:
+        patch.setattr(FaceFinder, "detect", no_detection)
+        again_stats, again = bench_wild.run_pipeline(files, pipeline, models, False, cache, "set")
+        assert again[0].predicted == rows[0].predicted and again_stats["found"] == 2
+        for other_files, other_pipeline, other_models in (
+            (files, pipeline, wide),  # faces framed at 64 were never kept
+            (files, FacePipeline(detector="dlib", detect_size=640), models),
+            (files[:3], pipeline, models),
+        ):
+            with pytest.raises(AssertionError, match="the cache should have answered"):
+                bench_wild.run_pipeline(other_files, other_pipeline, other_models, False, cache, "set")
+    bench_wild.run_pipeline(files, pipeline, wide, False, cache, "set")  # frames both sides again, in one file
+    with monkeypatch.context() as patch:
+        patch.setattr(FaceFinder, "detect", no_detection)
+        _, both = bench_wild.run_pipeline(files, pipeline, models + wide, False, cache, "set")
+    assert both[0].predicted == rows[0].predicted and [p >= 0 for p in both[1].predicted] == [False, True, False, True]
