@@ -83,15 +83,36 @@ def recalibrate_batchnorm(model, images: np.ndarray, features: np.ndarray | None
     return len(layers)
 
 
+def augmented_pass(training, n_classes: int, metadata: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The Training faces (and features) once through the augmentation of the run that saved ``metadata``
+    (``data.batches.batch_generator``: its seed, geometric augmentation, erasing and photometric degradations; no
+    mixup or teacher), in batch order: (n, 48, 48, 1) float32 images and (n, d) features or None."""
+    from data.batches import batch_generator
+    from parameters import Config
+
+    config = Config.from_saved(metadata["config"]).with_overrides({"epochs": 1, "mixup_alpha": 0.0})
+    images, features = [], []
+    for inputs, _ in batch_generator(training, n_classes, config):
+        images.append(inputs[0] if isinstance(inputs, tuple) else inputs)
+        if isinstance(inputs, tuple):
+            features.append(inputs[1])
+    return np.concatenate(images), (np.concatenate(features) if features else None)
+
+
 def greedy_soup(
     paths: list[str | Path],
     data_dir: str | Path,
     *,
     recalibrate: bool = True,
+    recalibrate_on: str = "clean",
     batch_size: int = 256,
     verbose: int = 1,
 ) -> SoupResult:
-    """The greedy soup of the saved Keras models ``paths`` (same architecture, feature set and classes)."""
+    """The greedy soup of the saved Keras models ``paths`` (same architecture, feature set and classes).
+
+    ``recalibrate_on``: ``clean`` recomputes the batch-norm statistics on the Training faces as they are,
+    ``augmented`` on one pass of them through the first ingredient's own training augmentation (geometric, erasing,
+    ``--photometric``), the inputs its statistics were accumulated on while it trained."""
     from inference.evaluation import check_compatible
     from models.io import load_model, read_metadata, refresh_normalization
 
@@ -119,6 +140,9 @@ def greedy_soup(
     public = load_split(data_dir, "PublicTest", feature_set, n_classes=n_classes)
     public_inputs = model_inputs(public.images, public.features)
     training = load_split(data_dir, "Training", feature_set, n_classes=n_classes) if recalibrate else None
+    bn_images, bn_features = (None, None) if training is None else (training.images, training.features)
+    if recalibrate and recalibrate_on == "augmented":
+        bn_images, bn_features = augmented_pass(training, n_classes, metas[0])
 
     alone = [_accuracy(m, public_inputs, public.labels, batch_size) for m in models]
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
@@ -134,7 +158,7 @@ def greedy_soup(
         soup_model.set_weights([np.mean([weights[j][k] for j in trial], axis=0) for k in range(len(weights[0]))])
         refresh_normalization(soup_model)
         if recalibrate:
-            recalibrate_batchnorm(soup_model, training.images, training.features, batch_size=batch_size)
+            recalibrate_batchnorm(soup_model, bn_images, bn_features, batch_size=batch_size)
         score = _accuracy(soup_model, public_inputs, public.labels, batch_size)
         accepted = score >= best
         report.append({"path": str(paths[i]), "alone": alone[i], "tried": score, "accepted": accepted})
@@ -151,7 +175,8 @@ def greedy_soup(
         metadata.pop(key, None)
     metadata["soup"] = {
         "method": "greedy soup (Wortsman et al. 2022), uniform average, chosen on PublicTest",
-        "batchnorm_recalibrated_on": "Training" if recalibrate else None,
+        "batchnorm_recalibrated_on": (None if not recalibrate else "Training" if recalibrate_on == "clean"
+                                      else "Training, one pass of the training augmentation"),
         "ingredients": [str(paths[j]) for j in chosen],
         "tried": report,
         "public_test_accuracy": best,
@@ -160,13 +185,13 @@ def greedy_soup(
 
 
 def soup_run(paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, recalibrate: bool = True,
-             verbose: int = 1) -> SoupResult:
+             recalibrate_on: str = "clean", verbose: int = 1) -> SoupResult:
     """:func:`greedy_soup` and save it as ``out_dir/model.keras`` (+ ``soup.json``), like a training run."""
     import json
 
     from models.io import save_model
 
-    result = greedy_soup(paths, data_dir, recalibrate=recalibrate, verbose=verbose)
+    result = greedy_soup(paths, data_dir, recalibrate=recalibrate, recalibrate_on=recalibrate_on, verbose=verbose)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(result.model, out_dir / "model.keras", result.metadata)
@@ -187,6 +212,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="writes OUT/model.keras and OUT/soup.json (default runs/soup)")
     parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=True,
                         help="recompute batch-norm statistics on Training after averaging (default)")
+    parser.add_argument("--recalibrate-on", choices=["clean", "augmented"], default="clean",
+                        help="the Training faces as they are (default), or once through the first model's own "
+                             "training augmentation (--augment, --random-erasing, --photometric): the inputs its "
+                             "batch-norm statistics were gathered on")
     parser.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
                         help="then evaluate the soup on PublicTest and PrivateTest (OUT/metrics.json)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
@@ -201,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = soup_run(args.models, args.data, args.out, recalibrate=args.recalibrate_bn, verbose=args.verbose)
+    result = soup_run(args.models, args.data, args.out, recalibrate=args.recalibrate_bn,
+                      recalibrate_on=args.recalibrate_on, verbose=args.verbose)
     print(f"soup of {len(result.metadata['soup']['ingredients'])} of {len(args.models)} models: PublicTest "
           f"accuracy {result.public_test_accuracy:.4f}; model: {args.out / 'model.keras'}")
     if args.evaluate:

@@ -565,6 +565,26 @@ def test_soup_averages_accepted_models_and_refuses_mixed_architectures(trained_r
     assert not (tmp_path / "bad" / "model.keras").exists()
 
 
+def test_augmented_recalibration_pass_is_the_runs_own_first_epoch(trained_run, data_dir):
+    """soup.py --recalibrate-on augmented: the faces batch-norm statistics are gathered on are exactly what the run's
+    batch_generator fed its first epoch (its seed and augmentation), every Training face once."""
+    from data.batches import batch_generator
+    from data.splits import load_split
+    from parameters import Config
+
+    meta = json.loads((trained_run / "model.meta.json").read_text())
+    config = Config.from_saved(meta["config"]).with_overrides({"epochs": 1, "augment": True, "photometric": 0.5})
+    meta = {**meta, "config": config.to_dict()}
+    training = load_split(data_dir, "Training", config.dataset.feature_set, n_classes=3)
+    images, features = import_soup().augmented_pass(training, 3, meta)
+    fed = [inputs for inputs, _ in batch_generator(training, 3, config)]
+    first = [x[0] if isinstance(x, tuple) else x for x in fed]
+    np.testing.assert_array_equal(images, np.concatenate(first))
+    assert len(images) == len(training.labels) and (features is None) == (training.features is None)
+    clean = training.images.astype(np.float32)[..., None]
+    assert not np.allclose(np.sort(images.ravel()), np.sort(clean.ravel()))  # degraded, not the faces as they are
+
+
 def test_a_published_peer_teaches_through_its_own_input_side_and_scaling(tmp_path, capsys):
     """A Keras 2 style .hdf5 peer (64x64 input, x / 255 then (x - 0.5) * 2) as a teacher: it sees each 48x48 face
     resized to its side, mirrored too; one with other classes, or a missing file, is a TrainingError."""
