@@ -33,6 +33,16 @@ def flip_images(images: np.ndarray) -> np.ndarray:
     return images[:, :, ::-1, ...].copy()
 
 
+def resize_faces(faces: np.ndarray, side: int) -> np.ndarray:
+    """``(n, h, w)`` faces at ``side`` x ``side`` (bilinear, dtype kept); the array itself when already that size.
+    How a whole 48x48 FER2013 face reaches a model of another input side (the 64x64 peers)."""
+    if faces.shape[1:3] == (side, side):
+        return faces
+    import cv2
+
+    return np.stack([cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR) for face in faces])
+
+
 def flip_landmarks(landmarks: np.ndarray, width: int = 48) -> np.ndarray:
     """Mirror ``(n, 68, 2)`` (x, y) landmarks of ``width``-wide images and re-index them (returns a new array)."""
     flipped = landmarks[:, FLIP_PERMUTATION].copy()

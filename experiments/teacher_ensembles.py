@@ -52,15 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resized(faces: np.ndarray, side: int) -> np.ndarray:
-    """(n, 48, 48) uint8 faces at ``side`` x ``side`` (bilinear), as the predictor frames a whole FER2013 image."""
-    if faces.shape[1] == side:
-        return faces
-    import cv2
-
-    return np.stack([cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR) for face in faces])
-
-
 def probabilities(classifier, faces: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate([classifier(faces[i:i + batch]) for i in range(0, len(faces), batch)])
 
@@ -69,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench_wild import frame_faces, load_models, wild_files
 
+    from data.augment import resize_faces
     from data.fer2013 import load_fer2013
     from inference.faces import FacePipeline
 
@@ -79,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = {"PublicTest": (np.asarray(public.labels), None)}
     probs: dict[str, dict[str, np.ndarray]] = {name: {} for name, _ in models}
     for name, classifier in models:
-        probs[name]["PublicTest"] = probabilities(classifier, resized(public.images, classifier.input_size))
+        probs[name]["PublicTest"] = probabilities(classifier, resize_faces(public.images, classifier.input_size))
     pipeline = FacePipeline.for_photos()
     for set_name in args.sets:
         files = wild_files(args.wild_dir / set_name, None)

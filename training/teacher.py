@@ -73,8 +73,7 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
 def peer_teacher(path: str, class_names: list[str]):
     """A published peer model (``../shared/peers``) as a teacher function: ``(n, 48, 48, 1)`` float32 grey levels
     0..255 -> ``(n, 7)`` probabilities, the faces resized (bilinear) to the peer's input side first."""
-    import cv2
-
+    from data.augment import resize_faces
     from inference.classifiers import PeerClassifier
     from inference.images import PredictorError
 
@@ -89,9 +88,6 @@ def peer_teacher(path: str, class_names: list[str]):
     side = peer.input_size
 
     def function(x) -> np.ndarray:
-        faces = np.asarray(x, dtype=np.float32)[..., 0]
-        if faces.shape[1:] != (side, side):
-            faces = np.stack([cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR) for face in faces])
-        return peer(faces)
+        return peer(resize_faces(np.asarray(x, dtype=np.float32)[..., 0], side))
 
     return function
