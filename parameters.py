@@ -164,8 +164,8 @@ class Training:
     teacher: tuple[str, ...] = option(
         (), "knowledge distillation: saved model(s) (.keras; same classes, the same feature set or raw pixels, any "
         "architecture; or a published Keras 2 .hdf5 peer with FER2013's 7 classes) whose probabilities on each "
-        "augmented batch, averaged over the teachers and the mirror "
-        "image, are mixed into the targets (several: space- or comma-separated)", metavar="MODEL")
+        "augmented batch, averaged over the teachers and the mirror image, are mixed into the targets (several: "
+        "space- or comma-separated)", metavar="MODEL")
     distill_weight: float = option(
         0.5, "with --teacher: target = (1 - w) * label + w * teacher probabilities", at_least=0, at_most=1)
     teacher_tta: str = option(

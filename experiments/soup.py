@@ -83,6 +83,9 @@ def recalibrate_batchnorm(model, images: np.ndarray, features: np.ndarray | None
     return len(layers)
 
 
+BATCHNORM_SOURCES = {"clean": "Training", "augmented": "Training, one pass of the training augmentation"}
+
+
 def augmented_pass(training, n_classes: int, metadata: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     """The Training faces (and features) once through the augmentation of the run that saved ``metadata``
     (``data.batches.batch_generator``: its seed, geometric augmentation, erasing and photometric degradations; no
@@ -91,12 +94,10 @@ def augmented_pass(training, n_classes: int, metadata: dict[str, Any]) -> tuple[
     from parameters import Config
 
     config = Config.from_saved(metadata["config"]).with_overrides({"epochs": 1, "mixup_alpha": 0.0})
-    images, features = [], []
-    for inputs, _ in batch_generator(training, n_classes, config):
-        images.append(inputs[0] if isinstance(inputs, tuple) else inputs)
-        if isinstance(inputs, tuple):
-            features.append(inputs[1])
-    return np.concatenate(images), (np.concatenate(features) if features else None)
+    batches = [x if isinstance(x, tuple) else (x,) for x, _ in batch_generator(training, n_classes, config)]
+    images = np.concatenate([batch[0] for batch in batches])
+    features = np.concatenate([batch[1] for batch in batches]) if len(batches[0]) > 1 else None
+    return images, features
 
 
 def greedy_soup(
@@ -140,9 +141,12 @@ def greedy_soup(
     public = load_split(data_dir, "PublicTest", feature_set, n_classes=n_classes)
     public_inputs = model_inputs(public.images, public.features)
     training = load_split(data_dir, "Training", feature_set, n_classes=n_classes) if recalibrate else None
-    bn_images, bn_features = (None, None) if training is None else (training.images, training.features)
-    if recalibrate and recalibrate_on == "augmented":
+    if not recalibrate:
+        bn_images, bn_features = None, None
+    elif recalibrate_on == "augmented":
         bn_images, bn_features = augmented_pass(training, n_classes, metas[0])
+    else:
+        bn_images, bn_features = training.images, training.features
 
     alone = [_accuracy(m, public_inputs, public.labels, batch_size) for m in models]
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
@@ -175,8 +179,7 @@ def greedy_soup(
         metadata.pop(key, None)
     metadata["soup"] = {
         "method": "greedy soup (Wortsman et al. 2022), uniform average, chosen on PublicTest",
-        "batchnorm_recalibrated_on": (None if not recalibrate else "Training" if recalibrate_on == "clean"
-                                      else "Training, one pass of the training augmentation"),
+        "batchnorm_recalibrated_on": BATCHNORM_SOURCES[recalibrate_on] if recalibrate else None,
         "ingredients": [str(paths[j]) for j in chosen],
         "tried": report,
         "public_test_accuracy": best,
@@ -212,7 +215,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="writes OUT/model.keras and OUT/soup.json (default runs/soup)")
     parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=True,
                         help="recompute batch-norm statistics on Training after averaging (default)")
-    parser.add_argument("--recalibrate-on", choices=["clean", "augmented"], default="clean",
+    parser.add_argument("--recalibrate-on", choices=list(BATCHNORM_SOURCES), default="clean",
                         help="the Training faces as they are (default), or once through the first model's own "
                              "training augmentation (--augment, --random-erasing, --photometric): the inputs its "
                              "batch-norm statistics were gathered on")
