@@ -1,10 +1,10 @@
 """predict_from_video.py's desktop window, used as a person would: under a virtual X server (Xvfb).
 
-The test starts Xvfb, runs ``predict_from_video.py`` on ../shared/media/face_video_short.mp4 (or, without
-../shared, a clip of the astronaut's face made here) with its window and the bundled model, grabs the screen
-(Pillow's X11 grab) until it shows a box and a label, sends 'q' with xdotool, and expects exit 0 within 2 s. It also
-checks that the file played at its own frame rate, not as fast as frames were processed. The screenshot is saved
-under pytest's tmp dir and, when FER_ARTIFACTS names a folder, there too.
+The test starts Xvfb, runs ``predict_from_video.py`` on ../shared/media/face_video_short.mp4 played three times
+(or, without ../shared, a clip of the astronaut's face made here) with its window and the bundled model, grabs the
+screen (Pillow's X11 grab) until it shows a box and a label, sends 'q' with xdotool, and expects exit 0 within 2 s.
+It also checks that the file played at its own frame rate, not as fast as frames were processed. The screenshot is
+saved under pytest's tmp dir and, when FER_ARTIFACTS names a folder, there too.
 
 Skipped with a reason where Xvfb or xdotool is missing (``.ci/run`` installs both).
 """
@@ -60,17 +60,34 @@ def display():
 
 @pytest.fixture
 def video(tmp_path) -> Path:
-    if SHORT_VIDEO.is_file():
-        return SHORT_VIDEO
-    from skimage import data
+    """A clip of about 14 s: the short video played three times, or the astronaut's face moving.
 
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[20:240, 110:330]
+    The short video alone lasts 4.7 s; on a CI machine busy with other tests, loading the model and finding the
+    window took nearly all of it once, and the clip ended before a labelled box could be seen.
+    """
     path = tmp_path / "face.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (480, 320))
-    for i in range(120):
-        frame = np.full((320, 480, 3), 100, np.uint8)
-        x = 40 + i % 40
-        frame[50:270, x : x + 220] = face
+    if SHORT_VIDEO.is_file():
+        capture = cv2.VideoCapture(str(SHORT_VIDEO))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = []
+        while (read := capture.read())[0]:
+            frames.append(read[1])
+        capture.release()
+        frames *= 3
+    else:
+        from skimage import data
+
+        fps = 30.0
+        face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[20:240, 110:330]
+        frames = []
+        for i in range(420):
+            frame = np.full((320, 480, 3), 100, np.uint8)
+            x = 40 + i % 40
+            frame[50:270, x : x + 220] = face
+            frames.append(frame)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
         writer.write(frame)
     writer.release()
     return path
@@ -108,11 +125,18 @@ def test_window_shows_box_and_label_and_q_quits(display, video, tmp_path):
             search = ["xdotool", "search", "--name", WINDOW_TITLE]
             windows = subprocess.run(search, env=env, capture_output=True, text=True).stdout.split()
         # Each grab is an X connection (Pillow keeps them open; Xvfb allows 256): a few per second suffice.
-        grabs = 0
+        grabs, found, remapped = 0, time.monotonic(), False
         while windows and grabs < 100 and process.poll() is None and not shown:
             screen = np.asarray(ImageGrab.grab(xdisplay=display))
             grabs += 1
             shown = box_and_label(screen)
+            if not shown and screen.max() == 0 and not remapped and time.monotonic() - found > 2:
+                # Without a window manager, Qt's window on Xvfb stays black in about 1 run in 10 (its first
+                # Expose event is lost; measured here, and seen once in CI). Unmapping and mapping it again
+                # repaints it; a program that never draws still shows black and fails.
+                remap = ["xdotool", "windowunmap", "--sync", windows[0], "windowmap", "--sync", windows[0]]
+                subprocess.run(remap, env=env, check=True)
+                remapped = True
             if not shown:
                 time.sleep(0.1)
         assert screen is not None, f"no window appeared; exit code {process.poll()}"
