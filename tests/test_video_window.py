@@ -62,8 +62,8 @@ def display():
 def video(tmp_path) -> Path:
     """A clip of about 14 s: the short video played three times, or the astronaut's face moving.
 
-    The short video alone lasts 4.7 s; on a CI machine busy with other tests, loading the model and finding the
-    window took nearly all of it once, and the clip ended before a labelled box could be seen.
+    The short video alone lasts 4.7 s, and the whole test took up to 4.7 s here beside four busy loops: too little
+    room to wait for a window that stays black (see the remap below) and still see a box before the clip ends.
     """
     path = tmp_path / "face.mp4"
     if SHORT_VIDEO.is_file():
