@@ -69,25 +69,27 @@ def video(tmp_path) -> Path:
     if SHORT_VIDEO.is_file():
         capture = cv2.VideoCapture(str(SHORT_VIDEO))
         fps = capture.get(cv2.CAP_PROP_FPS)
-        frames = []
+        clip = []
         while (read := capture.read())[0]:
-            frames.append(read[1])
+            clip.append(read[1])
         capture.release()
-        frames *= 3
+        frames = (frame for _ in range(3) for frame in clip)
     else:
         from skimage import data
 
-        fps = 30.0
-        face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[20:240, 110:330]
-        frames = []
-        for i in range(420):
+        fps, face = 30.0, cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[20:240, 110:330]
+
+        def moving_face(i: int) -> np.ndarray:
             frame = np.full((320, 480, 3), 100, np.uint8)
-            x = 40 + i % 40
-            frame[50:270, x : x + 220] = face
-            frames.append(frame)
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            frame[50:270, 40 + i % 40 : 260 + i % 40] = face
+            return frame
+
+        frames = (moving_face(i) for i in range(420))  # made one at a time, not held: 420 frames are 190 MB
+    writer = None
     for frame in frames:
+        if writer is None:
+            height, width = frame.shape[:2]
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         writer.write(frame)
     writer.release()
     return path
