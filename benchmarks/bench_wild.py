@@ -147,6 +147,30 @@ class Equalized:
         return self.classifier(np.stack([self.equalize(face) for face in faces]) if len(faces) else faces)
 
 
+def model_labels(paths: list[Path]) -> list[str]:
+    """One distinct row label per model: ``bundled (fer_model.keras)``, ``mini_XCEPTION (fer2013_mini_XCEPTION...)``;
+    train.py's ``RUN/model.keras`` is named after its run folder, and paths that would still share a label get their
+    folder in front (``a/x (x.keras)``, ``b/x (x.keras)``), so no row or ensemble member is silently merged."""
+    from inference.classifiers import DEFAULT_MODEL_PATH
+
+    def stem(path: Path) -> str:
+        if Path(path).resolve() == DEFAULT_MODEL_PATH:
+            return "bundled"
+        name = path.stem.split(".")[0]
+        return path.resolve().parent.name if name == "model" else name.replace("fer2013_", "")
+
+    def with_folder(path: Path) -> str:
+        folder = path.resolve().parent.name
+        return f"{stem(path)} ({path.name})" if stem(path) == folder else f"{folder}/{stem(path)} ({path.name})"
+
+    paths = [Path(p) for p in paths]
+    labels = [f"{stem(p)} ({p.name})" for p in paths]
+    for widen in (with_folder, lambda path: f"{stem(path)} ({path})"):  # then the whole path
+        clashing = {label for label in labels if labels.count(label) > 1}
+        labels = [widen(p) if label in clashing else label for p, label in zip(paths, labels, strict=True)]
+    return labels
+
+
 def load_models(paths: list[Path] | None, tta: list[str] = (), equalize: list[str] = ()) -> list[tuple[str, object]]:
     """(name, classifier) for the given models, default the bundled one and the shared peers; then each model again
     with each ``tta`` mode."""
@@ -155,14 +179,12 @@ def load_models(paths: list[Path] | None, tta: list[str] = (), equalize: list[st
     if paths is None:
         paths = [DEFAULT_MODEL_PATH, *sorted((SHARED / "peers").glob("*.hdf5"))]
     models = []
-    for path in paths:
+    for path, label in zip(paths, model_labels(paths), strict=True):
         classifier = load_classifier(path)
         names = list(classifier.class_names)
         if names != list(EMOTIONS):
             raise SystemExit(f"error: {path}: classes {names}; this benchmark needs FER2013's 7 classes in order")
-        bundled = Path(path).resolve() == DEFAULT_MODEL_PATH
-        label = "bundled" if bundled else path.stem.split(".")[0].replace("fer2013_", "")
-        models.append((f"{label} ({path.name})", classifier))
+        models.append((label, classifier))
     augmented = [(f"{name} + {mode} TTA", with_tta(classifier, mode)) for name, classifier in models for mode in tta]
     equalized = [(f"{name} + {mode}", Equalized(classifier, mode)) for name, classifier in models for mode in equalize]
     return models + augmented + equalized

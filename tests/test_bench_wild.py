@@ -53,6 +53,18 @@ def test_tta_and_equalize_rows_wrap_each_model(tmp_path):
     np.testing.assert_allclose(clahe, rows[0][1](np.stack([equalized.apply(f) for f in faces])), rtol=1e-5)
 
 
+def test_model_labels_never_merge_two_models(tmp_path):
+    from inference.classifiers import DEFAULT_MODEL_PATH
+
+    paths = [DEFAULT_MODEL_PATH, tmp_path / "run15" / "model.keras", tmp_path / "run17" / "model.keras",
+             tmp_path / "a" / "fer2013_mini_XCEPTION.102-0.66.hdf5", tmp_path / "a" / "x.keras",
+             tmp_path / "b" / "x.keras", tmp_path / "c" / "run17" / "model.keras"]
+    labels = bench_wild.model_labels(paths)
+    assert labels[:6] == ["bundled (fer_model.keras)", "run15 (model.keras)", f"run17 ({paths[2]})",
+                          "mini_XCEPTION (fer2013_mini_XCEPTION.102-0.66.hdf5)", "a/x (x.keras)", "b/x (x.keras)"]
+    assert labels[6] == f"run17 ({paths[6]})" and len(set(labels)) == len(labels)
+
+
 class Side64:
     """A stand-in classifier of input side 64 (as the peers have) that answers like the model it wraps."""
 
