@@ -154,7 +154,7 @@ def model_labels(paths: list[Path]) -> list[str]:
     from inference.classifiers import DEFAULT_MODEL_PATH
 
     def stem(path: Path) -> str:
-        if Path(path).resolve() == DEFAULT_MODEL_PATH:
+        if path.resolve() == DEFAULT_MODEL_PATH:
             return "bundled"
         name = path.stem.split(".")[0]
         return path.resolve().parent.name if name == "model" else name.replace("fer2013_", "")
