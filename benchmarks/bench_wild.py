@@ -154,14 +154,15 @@ def model_labels(paths: list[Path]) -> list[str]:
     from inference.classifiers import DEFAULT_MODEL_PATH
 
     def stem(path: Path) -> str:
-        if path.resolve() == DEFAULT_MODEL_PATH:
+        resolved = path.resolve()
+        if resolved == DEFAULT_MODEL_PATH:
             return "bundled"
         name = path.stem.split(".")[0]
-        return path.resolve().parent.name if name == "model" else name.replace("fer2013_", "")
+        return resolved.parent.name if name == "model" else name.replace("fer2013_", "")
 
     def with_folder(path: Path) -> str:
-        folder = path.resolve().parent.name
-        return f"{stem(path)} ({path.name})" if stem(path) == folder else f"{folder}/{stem(path)} ({path.name})"
+        name, folder = stem(path), path.resolve().parent.name
+        return f"{name} ({path.name})" if name == folder else f"{folder}/{name} ({path.name})"
 
     paths = [Path(p) for p in paths]
     labels = [f"{stem(p)} ({p.name})" for p in paths]
