@@ -9,12 +9,14 @@ sets ``TF_CPP_MIN_LOG_LEVEL=3`` for the rest of this process (and its children, 
 
     >>> quiet_tensorflow(verbose=args.verbose)   # doctest: +SKIP  (in main(), before the first TF/Keras import)
 
-Nothing happens on import of this module.
+Under another Keras backend (``KERAS_BACKEND=jax`` or ``torch``, :func:`keras_backend`) nothing is imported: the
+training path then runs without TensorFlow. Nothing happens on import of this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -48,9 +50,23 @@ def _stderr_captured() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+def keras_backend() -> str:
+    """The backend Keras will load, read as Keras reads it but without importing it: ``KERAS_BACKEND``, else the
+    ``backend`` of ``$KERAS_HOME/keras.json`` (default ``~/.keras/keras.json``), else ``tensorflow``."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    with contextlib.suppress(OSError, ValueError, AttributeError), open(os.path.join(home, "keras.json"),
+                                                                        encoding="utf-8") as file:
+        return str(json.load(file).get("backend") or "tensorflow")
+    return "tensorflow"
+
+
 def quiet_tensorflow(verbose: bool = False) -> None:
-    """Import TensorFlow now, silently unless ``verbose`` (then its logging is left exactly as TF sets it)."""
-    if verbose:
+    """Import TensorFlow now, silently unless ``verbose`` (then its logging is left exactly as TF sets it).
+    Under another Keras backend this does nothing."""
+    if verbose or keras_backend() != "tensorflow":
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # this process and its children only
     if "tensorflow" not in sys.modules:

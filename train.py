@@ -36,6 +36,7 @@ from pathlib import Path
 from errors import EXIT_OK, run_main
 from flags import add_config_fields, config_from_args
 from parameters import Config
+from tf_logging import keras_backend
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,10 +99,16 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, args.data, args.out, resume=args.resume, verbose=args.verbose)
     print(f"best PublicTest accuracy {result.best_public_accuracy:.4f} at epoch {result.best_epoch}; "
           f"model: {result.model_path}")
-    if args.onnx_twin and result.model_path.suffix == ".keras" and result.model_path.is_file():
-        write_twin(result.model_path)
-    if args.int8 and result.model_path.suffix == ".keras" and result.model_path.is_file():
-        write_int8(result.model_path, args.data)
+    saved = result.model_path.suffix == ".keras" and result.model_path.is_file()
+    if saved and (args.onnx_twin or args.int8) and keras_backend() != "tensorflow":
+        print(f"train.py: note: no ONNX twin or int8 export under Keras backend {keras_backend()} (the converter "
+              f"runs on TensorFlow); make them later with: python export.py --model {result.model_path} --format onnx",
+              file=sys.stderr)
+    elif saved:
+        if args.onnx_twin:
+            write_twin(result.model_path)
+        if args.int8:
+            write_int8(result.model_path, args.data)
     if args.evaluate:
         if not result.model_path.is_file():
             raise TrainingError(f"{result.model_path} was not saved (--no-save-model): nothing to evaluate")

@@ -9,6 +9,8 @@ Examples:
     python benchmarks/bench_train.py --models B --features landmarks_hog_windows --steps 20
     python benchmarks/bench_train.py --no-deterministic                # cost of op determinism
     python benchmarks/bench_train.py --augment --models fernet         # with the augmentation pipeline
+    # another Keras backend (what a GPU machine without TensorFlow would run)
+    KERAS_BACKEND=jax python benchmarks/bench_train.py --models fernet --width 24 --features raw --augment
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed first batches (default 2)")
     parser.add_argument("--data", type=Path, help="converted directory to read Training from (default: synthetic)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--width", type=int, help="fernet's width (default: fernet's own, 32)")
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
-                        help="tf op determinism, as train.py (default on)")
+                        help="tf op determinism, as train.py (default on; TensorFlow backend only)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1 or args.batch_size < 1:
@@ -80,7 +83,8 @@ def bench_one(name: str, feature_set: str, args: argparse.Namespace) -> dict:
     else:
         data, n_classes = synthetic_split(n, dim), 7
     keras.utils.set_random_seed(0)
-    model = build_model(name, n_classes, dim, keep_prob=config.hyperparams.keep_prob)
+    extra = {"width": args.width} if name == "fernet" and args.width else {}
+    model = build_model(name, n_classes, dim, keep_prob=config.hyperparams.keep_prob, **extra)
     if dim:
         set_feature_statistics(model, *feature_statistics(data.features))
     model.compile(optimizer=make_optimizer(config, math.ceil(TRAINING_SIZE / args.batch_size)),
@@ -111,12 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import os
 
-    import tensorflow as tf
+    import keras
 
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    print(f"cores {os.cpu_count()}, TensorFlow {tf.__version__}, GPUs {len(tf.config.list_physical_devices('GPU'))},"
-          f" deterministic {args.deterministic}, augment {args.augment}, batch {args.batch_size}")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if args.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        where = f"TensorFlow {tf.__version__}, GPUs {len(tf.config.list_physical_devices('GPU'))}"
+    elif backend == "jax":
+        import jax
+
+        where = f"JAX {jax.__version__}, devices {[d.platform for d in jax.devices()]}"
+    else:
+        where = f"Keras backend {backend}"
+    deterministic = args.deterministic and backend == "tensorflow"
+    print(f"cores {os.cpu_count()}, {where}, deterministic {deterministic}, augment {args.augment}, "
+          f"batch {args.batch_size}")
     print(f"{'model':8} {'features':24} {'trainable':>12} {'images/s':>10} {'s/epoch':>9}")
     results = []
     for name in args.models:

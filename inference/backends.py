@@ -161,6 +161,8 @@ class OnnxBackend:
 def compiled_call(model) -> Callable[[Any], Any]:
     """``model(x, training=False)`` as a tf.function: a plain eager call costs several ms of Python per frame and
     ``model.predict`` far more; the traced graph is reused for every batch size after the first few.
+    Under another Keras backend (``KERAS_BACKEND=jax`` or ``torch``) it is ``model.predict_on_batch``, that
+    backend's compiled predict step.
 
     Models that are not Keras networks (the SVM baseline, ``models.svm.SvmModel``) are called as they are.
     """
@@ -168,6 +170,8 @@ def compiled_call(model) -> Callable[[Any], Any]:
 
     if not isinstance(model, keras.Model):
         return model
+    if keras.backend.backend() != "tensorflow":
+        return model.predict_on_batch
     import tensorflow as tf
 
     return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)

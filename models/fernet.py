@@ -12,6 +12,9 @@ Layout (``width`` w, default 32; channels double at each stage)::
     stage 3 (12 -> 6):  residual block 4w  -> 8w, stride 2, + (last_stage_blocks - 1) residual blocks 8w
     global average pooling -> dropout (1 - keep_prob) -> [concat feature branch] -> softmax
 
+Widths up to 8 build each stride-2 shortcut as "keep every 2nd pixel, then a 1x1 convolution", the same function
+as the strided 1x1 convolution that TF 2.21's oneDNN kernels crash on (SIGSEGV) over 8 or fewer channels.
+
 Layers are named by place (``stem_conv``, ``s3b2_conv1``, ``s3b2_bn2``, ``probabilities`` ...), so
 :func:`grow_fernet` can copy a model into a deeper one: a last-stage block more costs little (6x6 maps) and starts
 as the identity (its last batch norm scaled to 0), so the grown model predicts exactly what the smaller one did.
@@ -25,6 +28,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+# Widths up to this (stem channels) build their stride-2 shortcuts as subsample + 1x1 convolution, see build_fernet.
+NARROW_STRIDED_PROJECTION = 8
 
 
 def build_fernet(
@@ -64,6 +70,11 @@ def build_fernet(
         y = layers.Conv2D(filters, 3, padding="same", use_bias=not batchnorm_conv, name=f"{name}_conv2")(y)
         y = norm(y, f"{name}_bn2")
         if stride != 1 or shortcut.shape[-1] != filters:
+            if stride != 1 and shortcut.shape[-1] <= NARROW_STRIDED_PROJECTION:
+                # the same function, as TF 2.21's oneDNN kernels crash the process (SIGSEGV) training a strided
+                # 1x1 convolution over 8 or fewer channels: keep every stride-th pixel, then a 1x1 convolution
+                shortcut = layers.MaxPooling2D(1, strides=stride, name=f"{name}_proj_subsample")(shortcut)
+                stride = 1
             shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=not batchnorm_conv, name=f"{name}_proj")(
                 shortcut)
             shortcut = norm(shortcut, f"{name}_proj_bn")

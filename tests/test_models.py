@@ -266,3 +266,38 @@ def test_tflearn_initializer_matches_the_2016_defaults():
     assert keras.ops.convert_to_numpy(first_fc.kernel).std() < 0.015  # Glorot: sqrt(2 / (9216 + 4096)) = 0.012
     with pytest.raises(ValueError, match="unknown initializer"):
         build_model("A", 7, 0, initializer="he")
+
+
+def test_narrow_fernet_shortcuts_subsample_then_project_and_train_in_graph_mode(tmp_path):
+    """Widths <= 8 build each stride-2 shortcut as 'keep every 2nd pixel, then a 1x1 convolution' (the same function
+    as a strided 1x1 convolution), because TF 2.21's oneDNN kernels kill the process (SIGSEGV) training the strided
+    1x1 convolution over so few channels; a graph-mode fit in a fresh process shows it now trains."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    import keras
+
+    model = build_model("fernet", 7, width=8)
+    assert "s1b1_proj_subsample" in [layer.name for layer in model.layers]
+    assert "s1b1_proj_subsample" not in [layer.name for layer in build_model("fernet", 7, width=9).layers]
+    probe = keras.Model(model.input, [model.get_layer("stem_relu").output, model.get_layer("s1b1_proj").output])
+    stem, projected = probe(np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32"))
+    kernel = model.get_layer("s1b1_proj").get_weights()[0][0, 0]  # (8, 16)
+    expected = np.einsum("nhwc,cd->nhwd", np.asarray(stem)[:, ::2, ::2, :], kernel)
+    np.testing.assert_allclose(np.asarray(projected), expected, rtol=1e-5, atol=1e-5)
+
+    script = textwrap.dedent("""
+        import keras, numpy as np
+        from models import build_model
+        keras.utils.set_random_seed(0)
+        model = build_model("fernet", 7, width=8)
+        model.compile("sgd", "categorical_crossentropy")
+        model.fit(np.random.rand(64, 48, 48, 1).astype("float32") * 255, np.eye(7)[np.arange(64) % 7],
+                  batch_size=32, verbose=0)
+        print("TRAINED")
+    """)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "TRAINED" in done.stdout, (done.returncode, done.stderr[-2000:])

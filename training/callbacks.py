@@ -1,5 +1,6 @@
 """The Keras callbacks of a training run: :class:`EpochKeeper` (history, best model, checkpoint, early stopping,
-divergence) and :class:`ScalarLogger` (TensorBoard scalars). Imported only when a Keras run starts."""
+divergence; any Keras backend) and :class:`ScalarLogger` (TensorBoard scalars; TensorFlow only). Imported only when
+a Keras run starts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from training.run import MODEL_FILE, TrainingRun, write_history_csv, write_json_atomic
 
@@ -57,7 +56,8 @@ class EpochKeeper(keras.callbacks.Callback):
         self._check_early_stopping()
         self.state["epoch"] = epoch + 1
         # Dropout's random state is not part of the .keras weights; keep it so a resume continues exactly.
-        self.state["seed_states"] = [g.state.numpy().tolist() for g in seed_generators(self.model)]
+        self.state["seed_states"] = [keras.ops.convert_to_numpy(g.state).tolist()
+                                    for g in seed_generators(self.model)]
         if self.run.config.training.save_model:  # off (e.g. for hyperparameter trials): no checkpoint, no resume
             self._save_checkpoint()
         write_history_csv(self.run.out_dir / "history.csv", self.state["history"])
@@ -120,6 +120,8 @@ class ScalarLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir: Path):
+        from tensorflow.core.framework import summary_pb2
+
         super().__init__()
         self.log_dir = log_dir
         self.writers: dict[str, Any] = {}
@@ -127,11 +129,15 @@ class ScalarLogger(keras.callbacks.Callback):
         self.metadata.plugin_data.plugin_name = "scalars"
 
     def _writer(self, name: str):
+        import tensorflow as tf
+
         if name not in self.writers:
             self.writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
         return self.writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         for key, value in (logs or {}).items():
             name, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             with self._writer(name).as_default():

@@ -37,12 +37,15 @@ def set_feature_statistics(model, mean: np.ndarray, variance: np.ndarray) -> Non
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and the Keras backend; under TensorFlow also choose deterministic kernels (on CPU this
+    costs little, see benchmarks/bench_train.py). JAX and torch keep their own (GPU) kernel choices."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    # Deterministic kernels; on CPU this costs little (see benchmarks/bench_train.py).
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def init_weights(model, path: str, config: Config, class_names: list[str]) -> None:
@@ -148,6 +151,10 @@ def train_keras(run: TrainingRun, *, resume: bool = False) -> TrainResult:
         warnings.warn("random_erasing needs augment; ignored", stacklevel=2)
 
     keeper = EpochKeeper(run, state, best_model)
+    scalar_logger = [ScalarLogger(run.out_dir / "logs")] if keras.backend.backend() == "tensorflow" else []
+    if not scalar_logger and tr.epochs > initial_epoch:
+        run.log(f"Keras backend {keras.backend.backend()}: no TensorBoard logs (they are written through TensorFlow); "
+                "history.csv and learning_curves.png hold the same curves")
     if tr.epochs > initial_epoch and not state["stopped_early"]:
         if run.teacher is not None:
             run.log(f"distilling from {', '.join(tr.teacher)} (weight {tr.distill_weight}, {tr.teacher_tta} views)")
@@ -159,7 +166,7 @@ def train_keras(run: TrainingRun, *, resume: bool = False) -> TrainResult:
             validation_data=(model_inputs(run.public.images, run.public.features),
                              np.eye(run.n_classes, dtype=np.float32)[run.public.labels]),
             validation_batch_size=256,
-            callbacks=[keeper, ScalarLogger(run.out_dir / "logs")],
+            callbacks=[keeper] + scalar_logger,
             verbose=run.verbose,
             shuffle=False,  # the generator shuffles, reproducibly
         )

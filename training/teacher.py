@@ -21,9 +21,8 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
     teach a landmark/HOG model). A published peer (``.h5``/``.hdf5``, ``inference.classifiers.PeerClassifier``: its
     own input side and scaling) sees the pixels resized to its input side; it must have FER2013's 7 classes.
     TrainingError when a teacher cannot be loaded or does not fit."""
-    import tensorflow as tf
-
     from data.augment import flip_features, flip_images, ten_crop_views
+    from inference.backends import compiled_call
     from inference.classifiers import is_peer_file
     from models.io import load_model
 
@@ -49,8 +48,7 @@ def make_teacher(paths: tuple[str, ...] | str, config: Config, class_names: list
         if ten_crop and meta.get("feature_set") != "raw":
             raise TrainingError(f"--teacher {path}: --teacher-tta ten-crop needs a raw-pixel teacher, not "
                                 f"feature_set {meta.get('feature_set')} (use --teacher-tta flip)")
-        function = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
-        teachers.append((function, meta["feature_set"]))
+        teachers.append((compiled_call(model), meta["feature_set"]))
     if not teachers:
         raise TrainingError("--teacher: no model path given")
 

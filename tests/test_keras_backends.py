@@ -1,0 +1,103 @@
+"""Training under another Keras backend (``KERAS_BACKEND=jax``) with TensorFlow blocked, as on a GPU machine whose
+image has JAX and PyTorch but no TensorFlow; the model it saves predicts the same under TensorFlow, and the run
+continues there with ``--resume``.
+
+The JAX test needs ``jax`` (requirements.txt); it skips with the reason where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import save_tiny_model, write_converted
+
+from tf_logging import keras_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BLOCK_TENSORFLOW = """
+import sys
+
+class BlockTensorFlow:
+    # TensorFlow and its converters are absent, as on a machine that has only JAX
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf2onnx", "tf_keras"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, BlockTensorFlow())
+"""
+
+
+def run_blocked(script: str, env_backend: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_BACKEND": env_backend, "KERAS_HOME": str(tmp_path / "keras_home")}
+    return subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + textwrap.dedent(script)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.skipif(find_spec("jax") is None, reason="jax is not installed (pip install -r requirements.txt)")
+def test_train_resume_and_evaluate_under_jax_without_tensorflow(tmp_path):
+    data = write_converted(tmp_path / "data", hog=None, landmarks=False)
+    teacher = save_tiny_model(tmp_path / "teacher.keras", ["Angry", "Happy", "Sad"])  # saved under TensorFlow
+    out = tmp_path / "run"
+    common = ["--data", str(data), "--out", str(out), "--verbose", "2"]
+    first = common + ["--model", "fernet", "--width", "4", "--features", "raw", "--epochs", "2", "--batch-size",
+                      "32", "--augment", "--photometric", "0.25", "--teacher", str(teacher), "--distill-weight", "0.5",
+                      "--schedule", "cosine", "--optimizer", "momentum", "--optimizer-param", "0.9"]
+    done = run_blocked(f"""
+        import keras, numpy as np
+        import train
+        assert keras.backend.backend() == "jax"
+        assert train.main({first!r}) == 0
+        assert train.main({common + ["--resume", "--epochs", "3", "--evaluate"]!r}) == 0
+        from models.io import load_model
+        model, meta = load_model({str(out / "model.keras")!r})
+        images = np.load({str(data / "PublicTest" / "images.npy")!r}).astype("float32")[..., None]
+        np.save({str(tmp_path / "jax_probabilities.npy")!r}, keras.ops.convert_to_numpy(model(images)))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")
+        assert not loaded, loaded
+        print("JAX-OK")
+    """, "jax", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "JAX-OK" in done.stdout
+    assert "no ONNX twin or int8 export under Keras backend jax" in done.stderr
+    assert "Keras backend jax: no TensorBoard logs" in done.stdout
+    assert not (out / "model.onnx").exists() and not (out / "logs").exists()
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 3 and len(state["history"]["val_accuracy"]) == 3  # resumed, not restarted
+    assert json.loads((out / "metrics.json").read_text())["private_test_accuracy"] >= 0
+
+    from models.io import load_model  # this process runs TensorFlow
+
+    model, _ = load_model(out / "model.keras")
+    images = np.load(data / "PublicTest" / "images.npy").astype("float32")[..., None]
+    ours = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(ours, np.load(tmp_path / "jax_probabilities.npy"), atol=1e-5)
+
+    # the run started under JAX continues under TensorFlow (weights, optimizer state and Dropout's seed state)
+    done = subprocess.run([sys.executable, "train.py", *common, "--resume", "--epochs", "4", "--no-onnx-twin"],
+                          cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming {out} after epoch 3" in done.stdout
+    assert len(json.loads((out / "checkpoints" / "state.json").read_text())["history"]["val_accuracy"]) == 4
+
+
+def test_keras_backend_is_read_as_keras_reads_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_backend() == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "torch", "floatx": "float32"}')
+    assert keras_backend() == "torch"
+    (tmp_path / "keras.json").write_text("{not json")
+    assert keras_backend() == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert keras_backend() == "jax"
