@@ -53,13 +53,27 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        _PENDING.set()
         raise KeyboardInterrupt
 
+    _PENDING.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _PENDING.clear()
+
+
+# Set by SIGTERM within sigterm_as_interrupt. The KeyboardInterrupt it raises can be lost when it lands inside a
+# native call that swallows Python errors (JAX's array-to-numpy conversion does): long loops check
+# interrupt_pending() at safe points (training.callbacks.EpochKeeper, after every batch) and raise it again.
+_PENDING = threading.Event()
+
+
+def interrupt_pending() -> bool:
+    """True once SIGTERM arrived within :func:`sigterm_as_interrupt`."""
+    return _PENDING.is_set()
 
 
 def run_main(program: str, body: Callable[[], int], interrupted: str = "interrupted") -> int:

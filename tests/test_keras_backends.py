@@ -101,3 +101,56 @@ def test_keras_backend_is_read_as_keras_reads_it(tmp_path, monkeypatch):
     assert keras_backend() == "tensorflow"
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert keras_backend() == "jax"
+
+
+@pytest.mark.skipif(find_spec("jax") is None, reason="jax is not installed (pip install -r requirements.txt)")
+def test_sigterm_stops_a_jax_run_cleanly(tmp_path):
+    """SIGTERM (what ``timeout`` sends; experiments/gpu/seeds.sh stops its runs so) ends a JAX run after its last
+    checkpoint with exit 130, also when its KeyboardInterrupt lands inside a JAX call that swallows it."""
+    import signal
+    import time
+
+    data = write_converted(tmp_path / "data", hog=None, landmarks=False)
+    out = tmp_path / "run"
+    command = [sys.executable, "train.py", "--data", str(data), "--out", str(out), "--model", "fernet", "--width",
+               "4", "--features", "raw", "--epochs", "500", "--batch-size", "32", "--verbose", "2"]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_HOME": str(tmp_path / "keras_home")}
+    log = (tmp_path / "log.txt").open("w")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "checkpoints" / "state.json").is_file():  # the first epoch is done
+            assert process.poll() is None and time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        log.close()
+    output = (tmp_path / "log.txt").read_text()
+    assert process.returncode == 130, output[-2000:]
+    assert "interrupted; continue with" in output and "--resume" in output
+    assert 1 <= json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] < 500
+
+
+def test_a_swallowed_sigterm_is_raised_again_at_the_next_batch():
+    """The KeyboardInterrupt of SIGTERM can be lost inside a native call (JAX's array conversion swallows it); the
+    training callback raises it again after the next batch."""
+    import signal
+
+    from errors import interrupt_pending, sigterm_as_interrupt
+    from training.callbacks import EpochKeeper
+
+    keeper = EpochKeeper.__new__(EpochKeeper)  # on_train_batch_end needs no run state
+    with sigterm_as_interrupt():
+        keeper.on_train_batch_end(0)  # nothing pending: training goes on
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs at the next bytecode
+                pass
+        except KeyboardInterrupt:
+            pass  # what the native call does with it
+        assert interrupt_pending()
+        with pytest.raises(KeyboardInterrupt):
+            keeper.on_train_batch_end(1)
+    assert not interrupt_pending()  # cleared when the block ends

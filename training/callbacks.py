@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from errors import interrupt_pending
 from training.run import MODEL_FILE, TrainingRun, write_history_csv, write_json_atomic
 
 
@@ -40,6 +41,12 @@ class EpochKeeper(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # SIGTERM's KeyboardInterrupt can be swallowed inside a JAX call; raise it again here, between batches
+        # (this also keeps Keras's batch-end callbacks on the main thread)
+        if interrupt_pending():
+            raise KeyboardInterrupt
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
