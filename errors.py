@@ -67,7 +67,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 # Set by SIGTERM within sigterm_as_interrupt. The KeyboardInterrupt it raises can be lost when it lands inside a
 # native call that swallows Python errors (JAX's array-to-numpy conversion does): long loops check
-# interrupt_pending() at safe points (training.callbacks.EpochKeeper, after every batch) and raise it again.
+# interrupt_pending() at safe points (training.callbacks.EpochKeeper, before every batch) and raise it again.
 _PENDING = threading.Event()
 
 

@@ -135,15 +135,15 @@ def test_sigterm_stops_a_jax_run_cleanly(tmp_path):
 
 def test_a_swallowed_sigterm_is_raised_again_at_the_next_batch():
     """The KeyboardInterrupt of SIGTERM can be lost inside a native call (JAX's array conversion swallows it); the
-    training callback raises it again after the next batch."""
+    training callback raises it again before the next batch."""
     import signal
 
     from errors import interrupt_pending, sigterm_as_interrupt
     from training.callbacks import EpochKeeper
 
-    keeper = EpochKeeper.__new__(EpochKeeper)  # on_train_batch_end needs no run state
+    keeper = EpochKeeper.__new__(EpochKeeper)  # on_train_batch_begin needs no run state
     with sigterm_as_interrupt():
-        keeper.on_train_batch_end(0)  # nothing pending: training goes on
+        keeper.on_train_batch_begin(0)  # nothing pending: training goes on
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):  # the handler runs at the next bytecode
@@ -152,5 +152,5 @@ def test_a_swallowed_sigterm_is_raised_again_at_the_next_batch():
             pass  # what the native call does with it
         assert interrupt_pending()
         with pytest.raises(KeyboardInterrupt):
-            keeper.on_train_batch_end(1)
+            keeper.on_train_batch_begin(1)
     assert not interrupt_pending()  # cleared when the block ends

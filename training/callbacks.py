@@ -42,9 +42,9 @@ class EpochKeeper(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
-        # SIGTERM's KeyboardInterrupt can be swallowed inside a JAX call; raise it again here, between batches
-        # (this also keeps Keras's batch-end callbacks on the main thread)
+    def on_train_batch_begin(self, batch, logs=None):
+        # SIGTERM's KeyboardInterrupt can be swallowed inside a JAX call; raise it again here, before the next
+        # batch (batch-begin callbacks run on the main thread; batch-end ones may run on Keras's dispatch thread)
         if interrupt_pending():
             raise KeyboardInterrupt
 
