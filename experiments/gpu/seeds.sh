@@ -12,9 +12,9 @@
 #       bash experiments/gpu/seeds.sh
 #
 # Settings (environment): SEEDS, EPOCHS, BUDGET_S, WIDTH, BLOCKS (last-stage blocks), LR, TEACHERS (space-separated
-# model files), DISTILL (weight), EXTRA (more train.py flags), PY (python), DATA_SRC (packed data), DATA (where
-# to unpack it), BACKEND (Keras backend, default jax), PROBE=1 (time 40 training batches first), WHEELS (folder of
-# wheels to install first, default .whl).
+# model files; "" for none), DISTILL (weight), EXTRA (more train.py flags), PY (python), DATA_SRC (packed data),
+# DATA (where to unpack it), BACKEND (Keras backend, default jax), PROBE=1 (time 40 training batches first),
+# WHEELS (folder of wheels to install first, default .whl).
 set -uo pipefail
 : "${OUT:?OUT must name the folder the runs are written to}"
 PY=${PY:-python3}
@@ -24,7 +24,7 @@ BUDGET_S=${BUDGET_S:-470}
 WIDTH=${WIDTH:-24}
 BLOCKS=${BLOCKS:-2}
 LR=${LR:-0.05}
-TEACHERS=${TEACHERS:-"experiments/teachers/fernet24_kd_e80.keras models/pretrained/fer_model.keras"}
+TEACHERS=${TEACHERS-"experiments/teachers/fernet24_kd_e80.keras models/pretrained/fer_model.keras"}  # "" = no teacher
 DISTILL=${DISTILL:-0.5}
 EXTRA=${EXTRA:-}
 DATA_SRC=${DATA_SRC:-.gpu/data}
