@@ -1,8 +1,8 @@
 """Training under another Keras backend (``KERAS_BACKEND=jax``) with TensorFlow blocked, as on a GPU machine whose
 image has JAX and PyTorch but no TensorFlow; the model it saves predicts the same under TensorFlow, and the run
-continues there with ``--resume``.
+continues there with ``--resume``. SIGTERM stops a JAX run cleanly, and the backend is read as Keras reads it.
 
-The JAX test needs ``jax`` (requirements.txt); it skips with the reason where it is not installed.
+The JAX tests need ``jax`` (requirements.txt); they skip with the reason where it is not installed.
 """
 
 from __future__ import annotations
