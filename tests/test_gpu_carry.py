@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,25 @@ def test_unpack_refuses_pixels_that_changed_and_pack_refuses_to_overwrite(tmp_pa
 def test_mosaic_round_trip_for_any_count(n):
     faces = np.random.default_rng(n).integers(0, 256, (n, 48, 48), dtype=np.uint8)
     assert np.array_equal(carry_data.unmosaic(carry_data.mosaic(faces), n, 48, 48), faces)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (requirements.txt)")
+def test_seeds_script_trains_each_seed_under_jax_from_the_packed_data(tmp_path):
+    """experiments/gpu/seeds.sh as a device call runs it (there: python3, the carried wheels, a GPU), here on the
+    CPU with this interpreter: unpack, then one run per seed, each in its own folder under $OUT."""
+    import os
+    import subprocess
+
+    data = write_converted(tmp_path / "data", {"Training": 64, "PublicTest": 16}, hog=None, landmarks=False)
+    assert carry_data.main(["pack", "--data", str(data), "--out", str(tmp_path / "packed")]) == 0
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PY": sys.executable, "WHEELS": "none",
+           "DATA_SRC": str(tmp_path / "packed"), "DATA": str(tmp_path / "unpacked"), "SEEDS": "1 2", "EPOCHS": "1",
+           "WIDTH": "4", "TEACHERS": "", "BUDGET_S": "200", "KERAS_HOME": str(tmp_path / "keras_home")}
+    done = subprocess.run(["bash", "experiments/gpu/seeds.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for seed in (1, 2):
+        assert f"seed {seed}: 1 epochs; epoch 1/1: PublicTest accuracy" in done.stdout, done.stdout
+        assert (tmp_path / "out" / f"seed{seed}" / "model.keras").is_file()
+    assert '"seed": 2' in (tmp_path / "out" / "seed2" / "config.json").read_text()
