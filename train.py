@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, args.data, args.out, resume=args.resume, verbose=args.verbose)
     print(f"best PublicTest accuracy {result.best_public_accuracy:.4f} at epoch {result.best_epoch}; "
           f"model: {result.model_path}")
-    saved = result.model_path.suffix == ".keras" and result.model_path.is_file()
-    if saved and (args.onnx_twin or args.int8) and keras_backend() != "tensorflow":
-        print(f"train.py: note: no ONNX twin or int8 export under Keras backend {keras_backend()} (the converter "
+    saved, backend = result.model_path.suffix == ".keras" and result.model_path.is_file(), keras_backend()
+    if saved and (args.onnx_twin or args.int8) and backend != "tensorflow":
+        print(f"train.py: note: no ONNX twin or int8 export under Keras backend {backend} (the converter "
               f"runs on TensorFlow); make them later with: python export.py --model {result.model_path} --format onnx",
               file=sys.stderr)
     elif saved:

@@ -70,13 +70,14 @@ def build_fernet(
         y = layers.Conv2D(filters, 3, padding="same", use_bias=not batchnorm_conv, name=f"{name}_conv2")(y)
         y = norm(y, f"{name}_bn2")
         if stride != 1 or shortcut.shape[-1] != filters:
+            proj_stride = stride
             if stride != 1 and shortcut.shape[-1] <= NARROW_STRIDED_PROJECTION:
                 # the same function, as TF 2.21's oneDNN kernels crash the process (SIGSEGV) training a strided
                 # 1x1 convolution over 8 or fewer channels: keep every stride-th pixel, then a 1x1 convolution
                 shortcut = layers.MaxPooling2D(1, strides=stride, name=f"{name}_proj_subsample")(shortcut)
-                stride = 1
-            shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=not batchnorm_conv, name=f"{name}_proj")(
-                shortcut)
+                proj_stride = 1
+            shortcut = layers.Conv2D(filters, 1, strides=proj_stride, use_bias=not batchnorm_conv,
+                                     name=f"{name}_proj")(shortcut)
             shortcut = norm(shortcut, f"{name}_proj_bn")
         return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 

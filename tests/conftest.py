@@ -37,6 +37,22 @@ Row = tuple[int | str, "np.ndarray | str", str]
 CLASSES = ["Angry", "Happy", "Sad"]
 
 
+def import_blocker(*packages: str) -> str:
+    """Python source that makes importing any of ``packages`` (and their submodules) raise ImportError: prepended to
+    a subprocess script, it stands for a machine where they are not installed."""
+    return f"""
+import sys
+
+class BlockImports:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {packages!r}:
+            raise ImportError(f"{{name}} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, BlockImports())
+"""
+
+
 def pixels_text(image: np.ndarray | str) -> str:
     """A (48, 48) uint8 image as the csv's space-separated pixel string (text passes through)."""
     if isinstance(image, str):

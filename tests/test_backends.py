@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import import_blocker
 
 import predict
 from inference.backends import BackendError, KerasBackend, OnnxBackend, open_backend, twin_problem
@@ -233,18 +234,8 @@ def test_onnx_without_metadata_and_peer_with_onnx_are_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------- no TensorFlow
 
-BLOCK_TENSORFLOW = """
-import sys
-
-class BlockTensorFlow:
-    # a meta-path finder that refuses TensorFlow and everything that would bring it in
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "tf_keras"):
-            raise ImportError(f"{name} is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, BlockTensorFlow())
-"""
+# TensorFlow and everything that would bring it in
+BLOCK_TENSORFLOW = import_blocker("tensorflow", "keras", "tf2onnx", "tf_keras")
 
 
 def test_predict_video_and_folder_evaluation_run_without_tensorflow(tmp_path):

@@ -17,24 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_tiny_model, write_converted
+from conftest import import_blocker, save_tiny_model, write_converted
 
 from tf_logging import keras_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BLOCK_TENSORFLOW = """
-import sys
-
-class BlockTensorFlow:
-    # TensorFlow and its converters are absent, as on a machine that has only JAX
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf2onnx", "tf_keras"):
-            raise ImportError(f"{name} is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, BlockTensorFlow())
-"""
+# TensorFlow and its converters are absent, as on a machine that has only JAX
+BLOCK_TENSORFLOW = import_blocker("tensorflow", "tf2onnx", "tf_keras")
 
 
 def run_blocked(script: str, env_backend: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -127,24 +127,22 @@ class ScalarLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir: Path):
+        import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
 
         super().__init__()
-        self.log_dir = log_dir
+        self.tf, self.log_dir = tf, log_dir
         self.writers: dict[str, Any] = {}
         self.metadata = summary_pb2.SummaryMetadata()
         self.metadata.plugin_data.plugin_name = "scalars"
 
     def _writer(self, name: str):
-        import tensorflow as tf
-
         if name not in self.writers:
-            self.writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+            self.writers[name] = self.tf.summary.create_file_writer(str(self.log_dir / name))
         return self.writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
+        tf = self.tf
         for key, value in (logs or {}).items():
             name, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             with self._writer(name).as_default():

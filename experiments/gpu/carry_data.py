@@ -19,20 +19,28 @@ PrivateTest stays here: it is evaluated once per candidate, after the models com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import lzma
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from errors import UserError, run_main  # noqa: E402
 
 PER_ROW = 100  # faces per mosaic row: 4,800 px wide; Training's 288 rows are 13,824 px high (WebP's limit: 16,383)
 SPLITS = ("Training", "PublicTest")
 
 
-class CarryError(Exception):
+class CarryError(UserError):
     pass
 
 
@@ -54,20 +62,27 @@ def digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
 
-def pack(data: Path, out: Path, splits: tuple[str, ...]) -> None:
-
-    if not (data / "meta.json").is_file():
-        raise CarryError(f"{data}: no meta.json (a convert_fer2013.py output directory is expected)")
+@contextlib.contextmanager
+def whole_directory(out: Path) -> Iterator[Path]:
+    """Yield ``OUT.partial`` to fill; renamed to ``out`` if the block succeeds, else removed. CarryError if ``out``
+    exists."""
     if out.exists():
         raise CarryError(f"{out} exists; remove it first")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _pack_into(data, tmp, splits)
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.rename(out)
+
+
+def pack(data: Path, out: Path, splits: tuple[str, ...]) -> None:
+    if not (data / "meta.json").is_file():
+        raise CarryError(f"{data}: no meta.json (a convert_fer2013.py output directory is expected)")
+    with whole_directory(out) as tmp:
+        _pack_into(data, tmp, splits)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {total / 2**20:.1f} MiB, round trip exact")
 
@@ -99,16 +114,8 @@ def _pack_into(data: Path, tmp: Path, splits: tuple[str, ...]) -> None:
 
 def unpack(src: Path, out: Path) -> None:
     """``src`` (``pack``'s output) -> a directory train.py reads at ``out``, written whole or not at all."""
-    if out.exists():
-        raise CarryError(f"{out} exists; remove it first")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with whole_directory(out) as tmp:
         decode_all(src, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(out)
 
 
 def decode_all(src: Path, out: Path | None) -> None:
@@ -169,21 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("budget", help="what a device call would carry, against its 64 MiB")
     b.add_argument("--carry", type=Path, nargs="*", default=[Path(".gpu"), Path(".whl")])
     args = parser.parse_args(argv)
-    try:
-        if args.command == "budget":
-            left = budget(args.carry)
-            if left < 0:
-                raise CarryError(f"{-left / 2**20:.1f} MiB over: move big tracked files the run does not need "
-                                 "aside (experiments/gpu/README.md)")
-            print(f"{left / 2**20:.1f} MiB to spare")
-        elif args.command == "pack":
-            pack(args.data, args.out, tuple(args.splits))
-        else:
-            unpack(args.src, args.out)
-            print(f"{args.out}: unpacked, every split's SHA-256 checked")
-    except CarryError as err:
-        print(f"carry_data.py: error: {err}", file=sys.stderr)
-        return 1
+    return run_main("carry_data.py", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "budget":
+        left = budget(args.carry)
+        if left < 0:
+            raise CarryError(f"{-left / 2**20:.1f} MiB over: move big tracked files the run does not need "
+                             "aside (experiments/gpu/README.md)")
+        print(f"{left / 2**20:.1f} MiB to spare")
+    elif args.command == "pack":
+        pack(args.data, args.out, tuple(args.splits))
+    else:
+        unpack(args.src, args.out)
+        print(f"{args.out}: unpacked, every split's SHA-256 checked")
     return 0
 
 
